@@ -1,0 +1,77 @@
+/*
+ * ir.c — the graph: tensors and the nodes that compute them.
+ *
+ * Construction only. Nodes are appended in a topological order (each
+ * node's inputs exist before it), which every later pass relies on; shape
+ * rules live in ops.c, meaning in lower.c and grad.c.
+ */
+#include "lamina.h"
+
+#include <string.h>
+
+Graph *graph_new(Arena *a)
+{
+    Graph *g = ARENA_NEW(a, Graph);
+    g->arena = a;
+    return g;
+}
+
+Tensor *graph_tensor(Graph *g, const char *name, Role role, Shape s, Loc at)
+{
+    Tensor *t = ARENA_NEW(g->arena, Tensor);
+    t->id = g->tensors.len;
+    t->name = name;
+    t->role = role;
+    t->dtype = DT_F32;
+    t->shape = s;
+    t->loc = at;
+    t->layer = g->layers.len - 1;
+    vec_push(g->arena, &g->tensors, t);
+    if (role == ROLE_PARAM)
+        vec_push(g->arena, &g->params, t);
+    return t;
+}
+
+Node *graph_node(Graph *g, Op op, Tensor **in, int nin, Attrs attr, Loc at)
+{
+    Node *n = ARENA_NEW(g->arena, Node);
+    n->id = g->nodes.len;
+    n->op = op;
+    n->nin = nin;
+    for (int i = 0; i < nin; i++)
+        n->in[i] = in[i];
+    n->attr = attr;
+    n->loc = at;
+    n->layer = g->layers.len - 1;
+    vec_push(g->arena, &g->nodes, n);
+    return n;
+}
+
+Shape shape_of(int rank, const int64_t *dims)
+{
+    Shape s;
+    memset(&s, 0, sizeof s);
+    s.rank = rank;
+    for (int i = 0; i < rank; i++)
+        s.dim[i] = dims[i];
+    return s;
+}
+
+int64_t shape_elems(const Shape *s)
+{
+    int64_t n = 1;
+    for (int i = 0; i < s->rank; i++)
+        n *= s->dim[i];
+    return n;
+}
+
+char *shape_str(const Shape *s, char *buf, size_t n)
+{
+    size_t k = 0;
+    k += (size_t)snprintf(buf + k, n - k, "[");
+    for (int i = 0; i < s->rank && k < n; i++)
+        k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? "," : "", (long long)s->dim[i]);
+    if (k < n)
+        snprintf(buf + k, n - k, "]");
+    return buf;
+}

@@ -1,0 +1,411 @@
+/*
+ * lamina.h — the compiler's one internal header.
+ *
+ * Sections follow the pipeline: util.c, diag.c, ast.c (built by the
+ * grammar), ops.c (the op table), ir.c, lower.c (AST -> checked IR),
+ * print.c (--emit=ir/dot, --summary), grad.c, plan.c, emit_c.c, main.c.
+ * Nothing here is visible to generated code: that sees only
+ * runtime/lamina_rt.h.
+ */
+#ifndef LAMINA_H
+#define LAMINA_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define LAMINA_VERSION "0.1.0"
+
+#if defined(__GNUC__) || defined(__clang__)
+#define LM_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define LM_NORETURN __attribute__((noreturn))
+#else
+#define LM_PRINTF(f, a)
+#define LM_NORETURN
+#endif
+
+/* ---- util.c ------------------------------------------------------------ */
+
+/* Every allocation of the compiler comes from one arena, freed at exit. */
+typedef struct Arena Arena;
+Arena *arena_new(void);
+void arena_free(Arena *a);
+void *arena_alloc(Arena *a, size_t n); /* zeroed; dies on out-of-memory */
+char *arena_strdup(Arena *a, const char *s);
+char *arena_strndup(Arena *a, const char *s, size_t n);
+char *arena_printf(Arena *a, const char *fmt, ...) LM_PRINTF(2, 3);
+#define ARENA_NEW(a, T) ((T *)arena_alloc((a), sizeof(T)))
+#define ARENA_ARRAY(a, T, n) ((T *)arena_alloc((a), sizeof(T) * (size_t)(n)))
+
+LM_NORETURN void die(const char *fmt, ...) LM_PRINTF(1, 2);
+void *xrealloc(void *p, size_t n);
+
+/* A growable array of pointers (kept in the arena once frozen). */
+typedef struct PtrVec {
+    void **items;
+    int len, cap;
+} PtrVec;
+void vec_push(Arena *a, PtrVec *v, void *p);
+
+/* A growable text buffer; used by the printers and the emitter. */
+typedef struct Buf {
+    char *s;
+    size_t len, cap;
+} Buf;
+void buf_printf(Buf *b, const char *fmt, ...) LM_PRINTF(2, 3);
+void buf_vprintf(Buf *b, const char *fmt, va_list ap);
+void buf_puts(Buf *b, const char *s);
+void buf_free(Buf *b);
+
+/* The length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
+int utf8_len(const unsigned char *s, size_t n);
+
+/* Damerau-free Levenshtein distance, for "did you mean" hints. */
+int edit_distance(const char *a, const char *b);
+/* The closest of names[0..n) to s, or NULL if none is close enough. */
+const char *closest_name(const char *s, const char *const *names, int n);
+
+/* ---- diag.c -------------------------------------------------------------- */
+
+/* A source span: 1-based line and column of its first byte, and the column
+ * one past its last byte on the same line (end_col == col for a point). */
+typedef struct Loc {
+    int line, col, end_col;
+} Loc;
+
+typedef struct Source {
+    const char *path;
+    const char *text; /* NUL-terminated copy of the file */
+    size_t len;
+} Source;
+
+typedef struct Diag {
+    const Source *src;
+    FILE *out;
+    int errors, warnings;
+    int max_errors; /* stop reporting (not checking) after this many */
+} Diag;
+
+void diag_init(Diag *d, const Source *src, FILE *out);
+/* "file:line:col: error: msg", the source line, carets under the span. */
+void diag_error(Diag *d, Loc at, const char *fmt, ...) LM_PRINTF(3, 4);
+void diag_warning(Diag *d, Loc at, const char *fmt, ...) LM_PRINTF(3, 4);
+/* A note attached to the last error or warning; at.line == 0: no location. */
+void diag_note(Diag *d, Loc at, const char *fmt, ...) LM_PRINTF(3, 4);
+/* Reads a whole file; on failure prints "laminac: cannot read 'p': why". */
+bool source_read(Source *src, Arena *a, const char *path);
+
+/* ---- ast.c (built by grammar/parser.y) ---------------------------------- */
+
+typedef enum ValueKind {
+    VAL_INT,   /* i (and f = (double)i) */
+    VAL_FLOAT, /* f */
+    VAL_WORD,  /* s: a bare identifier such as same, valid, true, he */
+    VAL_LIST   /* items[0..nitems): [a, b, ...] */
+} ValueKind;
+
+typedef struct Value Value;
+struct Value {
+    ValueKind kind;
+    Loc loc;
+    int64_t i;
+    double f;
+    const char *s;
+    Value **items;
+    int nitems;
+};
+
+/* One argument of a call: `6`, `kernel=5`, `pad=same`. key is NULL when
+ * the argument is positional. */
+typedef struct Arg {
+    const char *key;
+    Loc key_loc;
+    Value *value;
+} Arg;
+
+/* `word` or `word(args)`: a layer kind with its arguments, an activation
+ * after a layer, an optimizer, an initialiser. */
+typedef struct Call {
+    const char *word;
+    Loc loc;
+    bool has_args;
+    Loc args_loc; /* the '(' */
+    Arg *args;
+    int nargs;
+} Call;
+
+/* One statement of a block. The grammar is uniform; lower.c gives each
+ * statement its meaning:
+ *   conv2d c1(6, kernel=5) tanh;  head=conv2d name=c1 args acts=[tanh]
+ *   dense(10) softmax;            head=dense  name=NULL
+ *   input x[1, 28, 28];           head=input  name=x  shape=[1,28,28]
+ *   loss mse;                     head=loss   name=mse
+ *   optimizer sgd(lr=0.1);        head=optimizer name=sgd args
+ *   batch 64;                     head=batch  value=64                 */
+typedef struct Stmt {
+    Loc loc; /* of the head word */
+    Call head;
+    const char *name;
+    Loc name_loc;
+    Value *shape; /* VAL_LIST or NULL */
+    Value *value; /* or NULL */
+    Call *acts;
+    int nacts;
+} Stmt;
+
+/* `model NAME { ... }` or `train { ... }` */
+typedef struct Block {
+    const char *kind;
+    Loc loc;
+    const char *name; /* may be NULL */
+    Loc name_loc;
+    Stmt **stmts;
+    int nstmts;
+} Block;
+
+typedef struct Program {
+    Block **blocks;
+    int nblocks;
+} Program;
+
+#define LM_MAX_NEST 64
+
+/* The parser's context: passed to every grammar action. */
+typedef struct ParseCtx {
+    Arena *arena;
+    Diag *diag;
+    void *scanner;
+    PtrVec blocks;
+    /* Open brackets, innermost last, for "to close '{'" notes. Nesting is
+     * bounded: deeper input ends the parse with an error. */
+    int depth;
+    Loc last; /* the last token, for errors at the end of the file */
+    char open_ch[LM_MAX_NEST];
+    Loc open_loc[LM_MAX_NEST];
+} ParseCtx;
+
+/* Parses src into a Program; syntax errors go to diag. Never NULL. */
+Program *parse_program(Arena *a, Diag *d, const Source *src);
+
+/* Builders called from grammar actions. */
+Value *ast_int(ParseCtx *cx, Loc at, int64_t i);
+Value *ast_float(ParseCtx *cx, Loc at, double f);
+Value *ast_word(ParseCtx *cx, Loc at, const char *s);
+Value *ast_list(ParseCtx *cx, Loc at, PtrVec *items);
+Value *ast_negate(ParseCtx *cx, Loc minus, Value *v);
+PtrVec *ast_vec(ParseCtx *cx);
+void ast_push(ParseCtx *cx, PtrVec *v, void *p);
+Arg *ast_arg(ParseCtx *cx, const char *key, Loc key_loc, Value *v);
+Call *ast_call(ParseCtx *cx, const char *word, Loc at, bool has_args, Loc args_at,
+               PtrVec *args);
+Stmt *ast_stmt(ParseCtx *cx);
+Stmt *ast_stmt_name(ParseCtx *cx, Stmt *s, const char *name, Loc at);
+Stmt *ast_stmt_call(ParseCtx *cx, Stmt *s, Loc args_at, PtrVec *args, PtrVec *acts);
+Stmt *ast_stmt_shape(ParseCtx *cx, Stmt *s, Value *shape);
+Stmt *ast_stmt_head(ParseCtx *cx, Stmt *s, const char *head, Loc at);
+Stmt *ast_stmt_value(ParseCtx *cx, const char *head, Loc at, Value *v);
+Block *ast_block(ParseCtx *cx, Loc at, const char *kind, const char *name, Loc name_at,
+                 PtrVec *stmts);
+void ast_add_block(ParseCtx *cx, Block *b);
+/* A note at the innermost open bracket that `close` would close. */
+void ast_note_open(ParseCtx *cx, char close);
+
+/* ---- ops.c: the op table ------------------------------------------------ */
+
+#define LM_MAX_RANK 4
+#define LM_MAX_IN 4
+/* The largest tensor the compiler accepts: generated code indexes with
+ * int, so every tensor has fewer than 2^31 elements. */
+#define LM_MAX_ELEMS ((int64_t)INT32_MAX)
+
+typedef struct Shape {
+    int rank;
+    int64_t dim[LM_MAX_RANK];
+} Shape;
+
+/* Every operation of the IR, forward and backward, one row each:
+ *   X(ID, "name", inputs, kind, shape rule, FLOP count)
+ * The enum, the names and ops.c's table are all expanded from these rows,
+ * so they cannot drift apart. A shape rule of 0 means the op's builder sets
+ * the shape (backward ops take it from the tensor they differentiate). */
+#define LM_OPS(X)                                                                     \
+    /* forward: layers */                                                             \
+    X(DENSE, "dense", 3, OPK_LAYER, shape_dense, flops_dense)       /* x[N,I] W[O,I] b[O] */ \
+    X(CONV2D, "conv2d", 3, OPK_LAYER, shape_conv2d, flops_conv2d)   /* x[N,C,H,W] W[F,C,KH,KW] b[F] */ \
+    X(MAXPOOL, "maxpool", 1, OPK_LAYER, shape_pool, flops_pool)     /* x[N,C,H,W] */    \
+    X(AVGPOOL, "avgpool", 1, OPK_LAYER, shape_pool, flops_pool)     /* x[N,C,H,W] */    \
+    X(FLATTEN, "flatten", 1, OPK_LAYER, shape_flatten, flops_zero)  /* -> [N, C*H*W] */  \
+    X(DROPOUT, "dropout", 1, OPK_LAYER, shape_same, flops_elems)                         \
+    /* forward: activations, elementwise (softmax: over the last axis) */              \
+    X(STEP, "step", 1, OPK_ACT, shape_same, flops_elems)                                 \
+    X(SIGMOID, "sigmoid", 1, OPK_ACT, shape_same, flops_elems)                           \
+    X(TANH, "tanh", 1, OPK_ACT, shape_same, flops_elems)                                 \
+    X(RELU, "relu", 1, OPK_ACT, shape_same, flops_elems)                                 \
+    X(LEAKY_RELU, "leaky_relu", 1, OPK_ACT, shape_same, flops_elems)                     \
+    X(ELU, "elu", 1, OPK_ACT, shape_same, flops_elems)                                   \
+    X(SOFTMAX, "softmax", 1, OPK_ACT, shape_softmax, flops_softmax)                      \
+    /* forward: losses, the mean over the batch, a scalar */                            \
+    X(SOFTMAX_CE, "softmax_cross_entropy", 2, OPK_LOSS, shape_softmax_ce, flops_loss) /* z[N,K] labels i32[N] */ \
+    X(SIGMOID_BCE, "sigmoid_bce", 2, OPK_LOSS, shape_compare, flops_loss) /* z, t alike */ \
+    X(MSE, "mse", 2, OPK_LOSS, shape_compare, flops_loss)                 /* y, t alike */ \
+    X(PERCEPTRON, "perceptron", 2, OPK_LOSS, shape_perceptron, flops_loss) /* s[N,1] labels i32[N] */ \
+    /* backward: the inputs each takes; the output is a gradient */                     \
+    X(DENSE_DX, "dense_dx", 2, OPK_GRAD, 0, flops_zero)     /* dy[N,O], W -> dx[N,I] */  \
+    X(DENSE_DW, "dense_dw", 2, OPK_GRAD, 0, flops_zero)     /* dy, x -> dW[O,I] */       \
+    X(BIAS_DB, "bias_db", 1, OPK_GRAD, 0, flops_zero)       /* dy[N,O,...] -> db[O] */   \
+    X(CONV2D_DX, "conv2d_dx", 2, OPK_GRAD, 0, flops_zero)   /* dy, W -> dx */            \
+    X(CONV2D_DW, "conv2d_dw", 2, OPK_GRAD, 0, flops_zero)   /* dy, x -> dW */            \
+    X(MAXPOOL_DX, "maxpool_dx", 2, OPK_GRAD, 0, flops_zero) /* dy, x -> dx */            \
+    X(AVGPOOL_DX, "avgpool_dx", 1, OPK_GRAD, 0, flops_zero) /* dy -> dx */               \
+    X(RESHAPE_DX, "reshape_dx", 1, OPK_GRAD, 0, flops_zero) /* dy -> dx, a view */       \
+    X(DROPOUT_DX, "dropout_dx", 2, OPK_GRAD, 0, flops_zero) /* dy, y -> dx */            \
+    X(ACT_DX, "act_dx", 3, OPK_GRAD, 0, flops_zero)         /* dy, x, y -> dx */         \
+    X(LOSS_DX, "loss_dx", 2, OPK_GRAD, 0, flops_zero)       /* z, target -> dz */
+
+typedef enum OpKind { OPK_LAYER, OPK_ACT, OPK_LOSS, OPK_GRAD } OpKind;
+
+typedef enum Op {
+#define X(id, name, nin, kind, shape, flops) OP_##id,
+    LM_OPS(X)
+#undef X
+        OP_COUNT
+} Op;
+
+/* Attributes of a node; which fields mean something depends on the op. */
+typedef struct Attrs {
+    int64_t units;     /* dense: output features; conv2d: filters */
+    int kernel[2];     /* conv2d, pools: window height, width */
+    int stride[2];     /* conv2d, pools */
+    int pad[2];        /* conv2d, pools: zero (avg) / -inf (max) padding */
+    double alpha;      /* leaky_relu, elu */
+    double p;          /* dropout: probability of zeroing */
+    Op of;             /* ACT_DX, LOSS_DX: the forward op differentiated */
+} Attrs;
+
+/* ---- ir.c ---------------------------------------------------------------- */
+
+typedef enum Role {
+    ROLE_INPUT,  /* the model's input batch, [N, ...] */
+    ROLE_TARGET, /* labels (int32 [N]) or targets (float, like the output) */
+    ROLE_PARAM,  /* a trainable parameter, PyTorch's layout */
+    ROLE_ACT,    /* an activation computed by forward */
+    ROLE_LOSS,   /* the scalar mean loss */
+    ROLE_GRAD,   /* a gradient of the loss w.r.t. an activation */
+    ROLE_PGRAD   /* a gradient of the loss w.r.t. a parameter */
+} Role;
+
+typedef enum DType { DT_F32, DT_I32 } DType;
+
+typedef enum Init {
+    INIT_DEFAULT, /* PyTorch's Linear/Conv2d default */
+    INIT_XAVIER_UNIFORM,
+    INIT_XAVIER_NORMAL,
+    INIT_HE_UNIFORM,
+    INIT_HE_NORMAL,
+    INIT_ZEROS
+} Init;
+
+typedef struct Node Node;
+typedef struct Tensor Tensor;
+
+struct Tensor {
+    int id;
+    const char *name; /* "x", "c1.weight", "c1", "c1.tanh", "d.c1" */
+    Role role;
+    DType dtype;
+    Shape shape; /* activations: dim[0] is the batch */
+    Node *def;   /* producing node, or NULL for inputs and parameters */
+    Loc loc;     /* the source that made this tensor */
+    Init init;   /* parameters */
+    int64_t fan_in, fan_out; /* parameters: for initialisers */
+    Tensor *grad;            /* once grad.c ran: dLoss/dthis */
+    int layer;               /* index into Graph.layers */
+};
+
+struct Node {
+    int id;
+    Op op;
+    Tensor *in[LM_MAX_IN];
+    int nin;
+    Tensor *out;
+    Attrs attr;
+    Loc loc;
+    int layer; /* the source layer (statement) this node belongs to */
+};
+
+/* A source-level layer, for --summary and the emitter's comments. */
+typedef struct Layer {
+    const char *name; /* c1, or generated: dense_1, relu_2 */
+    const char *kind; /* conv2d, dense, ... and its activations: "conv2d+tanh" */
+    Loc loc;
+    int first_node, nnodes; /* its forward nodes, contiguous */
+    Tensor *out;            /* its last output (NULL if its shape failed) */
+} Layer;
+
+typedef enum OptKind { OPT_SGD, OPT_ADAM } OptKind;
+
+typedef struct TrainCfg {
+    int64_t batch, epochs;
+    uint64_t seed;
+    OptKind opt;
+    double lr, momentum, weight_decay, beta1, beta2, eps;
+    bool nesterov;
+    Init init;
+    double scale, shift; /* input pixel scaling: x = raw * scale + shift */
+} TrainCfg;
+
+typedef struct Graph {
+    Arena *arena;
+    const char *name;
+    Loc loc;
+    TrainCfg train;
+    PtrVec tensors; /* Tensor*, in creation order */
+    PtrVec nodes;   /* Node*, forward then backward, topological */
+    PtrVec params;  /* Tensor* with ROLE_PARAM, in layer order */
+    PtrVec layers;  /* Layer* */
+    Tensor *input, *target, *output, *loss;
+    Node *loss_node;
+    int nforward; /* nodes[0..nforward) are the forward pass */
+    bool has_grad;
+} Graph;
+
+Graph *graph_new(Arena *a);
+Tensor *graph_tensor(Graph *g, const char *name, Role role, Shape s, Loc at);
+Node *graph_node(Graph *g, Op op, Tensor **in, int nin, Attrs attr, Loc at);
+int64_t shape_elems(const Shape *s);
+Shape shape_of(int rank, const int64_t *dims);
+/* "[64,6,28,28]" into buf (at least 64 bytes); returns buf. */
+char *shape_str(const Shape *s, char *buf, size_t n);
+
+/* ---- ops.c ---------------------------------------------------------------- */
+
+typedef struct OpInfo {
+    const char *name;
+    int nin;
+    OpKind kind;
+    /* Infers n->out's shape from n->in[] and n->attr. On a shape error it
+     * reports at n->loc through d and returns false. */
+    bool (*shape)(const Node *n, Shape *out, Diag *d);
+    /* Forward FLOPs at the node's shapes, for --summary. */
+    int64_t (*flops)(const Node *n);
+} OpInfo;
+
+extern const OpInfo op_info[OP_COUNT];
+const char *op_name(Op op);
+
+/* ---- lower.c: AST -> checked IR ------------------------------------------ */
+
+/* Builds and shape-checks the graph. Returns NULL when errors were
+ * reported (all of them: it keeps going after the first). */
+Graph *lower_program(Arena *a, Diag *d, const Program *p, bool need_loss);
+const char *init_name(Init i);
+
+/* ---- print.c -------------------------------------------------------------- */
+
+void print_ir(FILE *f, const Graph *g, bool with_grad);
+void print_dot(FILE *f, const Graph *g);
+void print_summary(FILE *f, const Graph *g);
+
+#endif

@@ -1,0 +1,309 @@
+/*
+ * gemm.c — matrix products for generated code.
+ *
+ * Owns lm_sgemm and the BLAS bookkeeping (threads, name).  With
+ * LM_BLAS_OPENBLAS defined, lm_sgemm forwards to cblas_sgemm (or
+ * cblas_sgemv for a single row or column); otherwise it runs the portable
+ * blocked routine below.  It must not allocate from the heap (generated
+ * code promises no allocation inside forward or train-step) and must not
+ * keep state between calls.
+ *
+ * The portable routine is the textbook Goto/BLIS loop nest, scaled down:
+ * C is first scaled by beta (set to zero when beta == 0, never read), then
+ * for each KC-deep slice of the shared dimension, a KC x NC panel of op(B)
+ * and an MC x KC block of op(A) are packed into stack buffers in the order
+ * the micro-kernel reads them, and the micro-kernel computes an MR x NR
+ * tile of the product with its accumulators in registers.  Packing makes
+ * the four transpose combinations one code path.  The inner loops have
+ * constant trip counts so that an ordinary -O2 build vectorises them.
+ */
+#include "lamina_rt.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#ifdef LM_BLAS_OPENBLAS
+#include <cblas.h>
+#endif
+
+/* Programming errors only: a wrong size is a bug in the caller. */
+static void check_args(int trans_a, int trans_b, int m, int n, int k, int lda,
+                       int ldb, int ldc)
+{
+    int a_cols = trans_a ? m : k;
+    int b_cols = trans_b ? k : n;
+    const char *bad = NULL;
+
+    if (m < 0 || n < 0 || k < 0)
+        bad = "negative m, n or k";
+    else if (lda < (a_cols > 1 ? a_cols : 1))
+        bad = "lda smaller than the row length of A";
+    else if (ldb < (b_cols > 1 ? b_cols : 1))
+        bad = "ldb smaller than the row length of B";
+    else if (ldc < (n > 1 ? n : 1))
+        bad = "ldc smaller than n";
+    if (bad) {
+        fprintf(stderr,
+                "lm_sgemm: %s (trans_a=%d trans_b=%d m=%d n=%d k=%d lda=%d "
+                "ldb=%d ldc=%d)\n",
+                bad, trans_a, trans_b, m, n, k, lda, ldb, ldc);
+        abort();
+    }
+}
+
+/* C = beta * C over m x n; beta == 0 writes zeros without reading C. */
+static void scale_c(int m, int n, float beta, float *c, int ldc)
+{
+    int i, j;
+
+    if (beta == 1.0f)
+        return;
+    for (i = 0; i < m; i++) {
+        float *row = c + (size_t)i * ldc;
+        if (beta == 0.0f) {
+            for (j = 0; j < n; j++)
+                row[j] = 0.0f;
+        } else {
+            for (j = 0; j < n; j++)
+                row[j] *= beta;
+        }
+    }
+}
+
+#ifdef LM_BLAS_OPENBLAS
+
+void lm_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
+              const float *a, int lda, const float *b, int ldb, float beta,
+              float *c, int ldc)
+{
+    enum CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans;
+    enum CBLAS_TRANSPOSE tb = trans_b ? CblasTrans : CblasNoTrans;
+
+    check_args(trans_a, trans_b, m, n, k, lda, ldb, ldc);
+    if (m == 0 || n == 0)
+        return;
+    if (k == 0 || alpha == 0.0f) {
+        scale_c(m, n, beta, c, ldc);
+        return;
+    }
+    /* For gemv, beta == 0 is done here: not every OpenBLAS version's
+     * scal step keeps NaN in y out of the result. */
+    if (n == 1) {
+        /* column c[i*ldc] = alpha * op(A) x + beta c, x = op(B)[:,0] */
+        int incx = trans_b ? 1 : ldb;
+        if (beta == 0.0f)
+            scale_c(m, 1, 0.0f, c, ldc);
+        cblas_sgemv(CblasRowMajor, ta, trans_a ? k : m, trans_a ? m : k,
+                    alpha, a, lda, b, incx, beta, c, ldc);
+        return;
+    }
+    if (m == 1) {
+        /* row c = alpha * op(B)^T x + beta c, x = op(A)[0,:] */
+        int incx = trans_a ? lda : 1;
+        if (beta == 0.0f)
+            scale_c(1, n, 0.0f, c, ldc);
+        cblas_sgemv(CblasRowMajor, trans_b ? CblasNoTrans : CblasTrans,
+                    trans_b ? n : k, trans_b ? k : n, alpha, b, ldb, a, incx,
+                    beta, c, 1);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta,
+                c, ldc);
+}
+
+void lm_set_threads(int n)
+{
+    openblas_set_num_threads(n < 1 ? 1 : n);
+}
+
+int lm_get_threads(void)
+{
+    return openblas_get_num_threads();
+}
+
+const char *lm_blas_name(void)
+{
+    const char *s = openblas_get_config();
+    return s ? s : "OpenBLAS";
+}
+
+void lm_blas_describe(char *buf, size_t len)
+{
+    const char *cfg = lm_blas_name();
+    const char *core = openblas_get_corename();
+    int nthreads = lm_get_threads();
+    int words = 0;
+    size_t n = 0;
+
+    if (len == 0)
+        return;
+    /* The configuration string starts "OpenBLAS 0.3.21 ..."; keep the
+     * first two words. */
+    while (cfg[n] != '\0') {
+        if (cfg[n] == ' ' && ++words == 2)
+            break;
+        n++;
+    }
+    snprintf(buf, len, "%.*s (%s, %d thread%s)", (int)n, cfg,
+             core ? core : "unknown core", nthreads, nthreads == 1 ? "" : "s");
+}
+
+#else /* portable C */
+
+enum {
+    MR = 4,   /* micro-tile rows (of C and op(A)); micro_kernel assumes 4 */
+    NR = 8,   /* micro-tile columns (of C and op(B)) */
+    KC = 128, /* depth of one packed slice */
+    MC = 64,  /* rows of op(A) packed at once; multiple of MR */
+    NC = 256  /* columns of op(B) packed at once; multiple of NR */
+};
+
+/*
+ * Pack op(A)[i0 .. i0+mc, p0 .. p0+kc) into ap as MR-row slivers:
+ * ap[s*kc*MR + p*MR + r] = op(A)[i0 + s*MR + r, p0 + p], zero past mc.
+ */
+static void pack_a(int trans_a, const float *a, int lda, int i0, int mc,
+                   int p0, int kc, float *ap)
+{
+    int s, p, r;
+
+    for (s = 0; s * MR < mc; s++) {
+        float *dst = ap + (size_t)s * kc * MR;
+        int rows = mc - s * MR < MR ? mc - s * MR : MR;
+        for (p = 0; p < kc; p++) {
+            for (r = 0; r < rows; r++) {
+                int i = i0 + s * MR + r;
+                dst[p * MR + r] = trans_a ? a[(size_t)(p0 + p) * lda + i]
+                                          : a[(size_t)i * lda + p0 + p];
+            }
+            for (; r < MR; r++)
+                dst[p * MR + r] = 0.0f;
+        }
+    }
+}
+
+/*
+ * Pack op(B)[p0 .. p0+kc, j0 .. j0+nc) into bp as NR-column slivers:
+ * bp[s*kc*NR + p*NR + q] = op(B)[p0 + p, j0 + s*NR + q], zero past nc.
+ */
+static void pack_b(int trans_b, const float *b, int ldb, int p0, int kc,
+                   int j0, int nc, float *bp)
+{
+    int s, p, q;
+
+    for (s = 0; s * NR < nc; s++) {
+        float *dst = bp + (size_t)s * kc * NR;
+        int cols = nc - s * NR < NR ? nc - s * NR : NR;
+        for (p = 0; p < kc; p++) {
+            if (!trans_b) {
+                const float *src = b + (size_t)(p0 + p) * ldb + j0 + s * NR;
+                for (q = 0; q < cols; q++)
+                    dst[p * NR + q] = src[q];
+            } else {
+                for (q = 0; q < cols; q++)
+                    dst[p * NR + q] =
+                        b[(size_t)(j0 + s * NR + q) * ldb + p0 + p];
+            }
+            for (q = cols; q < NR; q++)
+                dst[p * NR + q] = 0.0f;
+        }
+    }
+}
+
+/*
+ * C[0..rows, 0..cols) += alpha * sum_p ap[p, :]^T bp[p, :], for one MR x NR
+ * tile; ap and bp are packed slivers kc deep.  The four rows are spelled
+ * out (MR == 4) as separate arrays: that is what both gcc and clang keep in
+ * vector registers; a 2-D accumulator array makes clang shuffle.
+ */
+static void micro_kernel(int kc, const float *restrict ap,
+                         const float *restrict bp, float alpha, float *c,
+                         int ldc, int rows, int cols)
+{
+    float c0[NR], c1[NR], c2[NR], c3[NR];
+    float *acc[MR];
+    int p, r, q;
+
+    for (q = 0; q < NR; q++)
+        c0[q] = c1[q] = c2[q] = c3[q] = 0.0f;
+    for (p = 0; p < kc; p++) {
+        const float *bq = bp + p * NR;
+        const float *a4 = ap + p * MR;
+        for (q = 0; q < NR; q++) {
+            c0[q] += a4[0] * bq[q];
+            c1[q] += a4[1] * bq[q];
+            c2[q] += a4[2] * bq[q];
+            c3[q] += a4[3] * bq[q];
+        }
+    }
+    acc[0] = c0;
+    acc[1] = c1;
+    acc[2] = c2;
+    acc[3] = c3;
+    for (r = 0; r < rows; r++) {
+        float *crow = c + (size_t)r * ldc;
+        for (q = 0; q < cols; q++)
+            crow[q] += alpha * acc[r][q];
+    }
+}
+
+void lm_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
+              const float *a, int lda, const float *b, int ldb, float beta,
+              float *c, int ldc)
+{
+    float ap[MC * KC];
+    float bp[KC * NC];
+    int jc, pc, ic, jr, ir;
+
+    check_args(trans_a, trans_b, m, n, k, lda, ldb, ldc);
+    if (m == 0 || n == 0)
+        return;
+    scale_c(m, n, beta, c, ldc);
+    if (k == 0 || alpha == 0.0f)
+        return;
+
+    for (jc = 0; jc < n; jc += NC) {
+        int nc = n - jc < NC ? n - jc : NC;
+        for (pc = 0; pc < k; pc += KC) {
+            int kc = k - pc < KC ? k - pc : KC;
+            pack_b(trans_b, b, ldb, pc, kc, jc, nc, bp);
+            for (ic = 0; ic < m; ic += MC) {
+                int mc = m - ic < MC ? m - ic : MC;
+                pack_a(trans_a, a, lda, ic, mc, pc, kc, ap);
+                for (jr = 0; jr < nc; jr += NR) {
+                    int cols = nc - jr < NR ? nc - jr : NR;
+                    for (ir = 0; ir < mc; ir += MR) {
+                        int rows = mc - ir < MR ? mc - ir : MR;
+                        micro_kernel(kc, ap + (size_t)ir * kc,
+                                     bp + (size_t)jr * kc, alpha,
+                                     c + (size_t)(ic + ir) * ldc + jc + jr,
+                                     ldc, rows, cols);
+                    }
+                }
+            }
+        }
+    }
+}
+
+void lm_set_threads(int n)
+{
+    (void)n;
+}
+
+int lm_get_threads(void)
+{
+    return 1;
+}
+
+const char *lm_blas_name(void)
+{
+    return "portable C";
+}
+
+void lm_blas_describe(char *buf, size_t len)
+{
+    if (len > 0)
+        snprintf(buf, len, "portable C (1 thread)");
+}
+
+#endif
