@@ -23,19 +23,32 @@ BLAS_LIBS   = $(shell pkg-config --libs openblas)
 endif
 RT_LIBS = $(B)/liblamina_rt.a $(BLAS_LIBS) -lz -lm
 
+# libclang, for --verify (compiler/verify.c). `make LIBCLANG=1` builds
+# ./laminac with it; `make laminac-verify` builds build/laminac-verify with
+# it from objects of its own in build/clang/, leaving ./laminac as it is.
+LLVM_DIR ?= /usr/lib/llvm-14
 ifeq ($(LIBCLANG),1)
-CLANG_CFLAGS = -DLM_LIBCLANG -I/usr/lib/llvm-14/include
-CLANG_LIBS   = -L/usr/lib/llvm-14/lib -lclang -Wl,-rpath,/usr/lib/llvm-14/lib
+CLANG_CFLAGS = -DLM_LIBCLANG -I$(LLVM_DIR)/include
+CLANG_LIBS   = -L$(LLVM_DIR)/lib -lclang -Wl,-rpath,$(LLVM_DIR)/lib
+VERIFY_BIN  ?= $(B)/laminac-verify
 endif
 
-.PHONY: all deps demo test test-long fuzz bench clean
+.PHONY: all deps demo test test-long fuzz bench clean laminac-asan laminac-verify
 all: laminac $(B)/liblamina_rt.a
 
 deps:
 	@scripts/deps.sh build
 
 laminac: $(COMPILER_OBJ)
-	$(CC) $(CFLAGS) -o $@ $^ $(CLANG_LIBS) $(LDFLAGS)
+	$(CC) $(CFLAGS) -o $@ $^ $(CLANG_LIBS) $(LDFLAGS) -lm
+
+# laminac with libclang (see LIBCLANG above): `make laminac-verify`.
+laminac-verify:
+	@$(MAKE) --no-print-directory LIBCLANG=1 B=$(B)/clang VERIFY_BIN=$(B)/laminac-verify $(B)/laminac-verify
+ifeq ($(LIBCLANG),1)
+$(VERIFY_BIN): $(COMPILER_OBJ)
+	$(CC) $(CFLAGS) -o $@ $^ $(CLANG_LIBS) $(LDFLAGS) -lm
+endif
 
 $(B)/grammar/parser.c $(B)/grammar/parser.h: grammar/parser.y
 	@mkdir -p $(B)/grammar
@@ -74,9 +87,32 @@ test:
 	@$(MAKE) --no-print-directory all
 	@tests/run.sh
 
-fuzz:
+# laminac under AddressSanitizer and UBSan, from objects of its own in
+# build/asan/: `make laminac-asan` builds build/asan/laminac, which the
+# mutation test (tests/fuzz/run.sh) runs.
+ASAN_OPT = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+laminac-asan:
+	@$(MAKE) --no-print-directory SANITIZE=1 B=build/asan OPT="$(ASAN_OPT)" build/asan/laminac
+ifeq ($(SANITIZE),1)
+$(B)/laminac: $(COMPILER_OBJ)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) -lm
+endif
+
+# The libFuzzer target for the front end (tests/fuzz/fuzz_parse.c, clang):
+# parse + lower + print on arbitrary bytes for FUZZ_SECONDS, from a corpus
+# seeded with examples/ and kept in build/fuzz/corpus/.
+FUZZ_SECONDS ?= 60
+FUZZ_CFLAGS = -std=c99 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+              $(WARN) -Wno-unused-function -Wno-sign-compare -Wno-missing-prototypes \
+              -D_POSIX_C_SOURCE=200809L -I$(B)/grammar -Icompiler
+fuzz: $(B)/grammar/parser.c $(B)/grammar/lexer.c
 	@scripts/deps.sh test
-	@tests/fuzz/run.sh
+	@mkdir -p $(B)/fuzz/corpus
+	clang $(FUZZ_CFLAGS) -o $(B)/fuzz/fuzz_parse tests/fuzz/fuzz_parse.c \
+	    $(filter-out compiler/main.c,$(COMPILER_SRC)) $(B)/grammar/parser.c $(B)/grammar/lexer.c -lm
+	cp examples/*.lam $(B)/fuzz/corpus/
+	$(B)/fuzz/fuzz_parse -max_total_time=$(FUZZ_SECONDS) -timeout=10 -dict=tests/fuzz/lamina.dict \
+	    $(B)/fuzz/corpus
 
 clean:
 	rm -rf $(B) laminac

@@ -110,12 +110,12 @@ static void show_line(Diag *d, Loc at)
         i += (size_t)n;
     }
     fprintf(d->out, "%s\n      | %s", to < len ? "..." : "", lead);
-    for (size_t i = from; i < col; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '\t')
-            fputc('\t', d->out);
-        else if ((c & 0xc0) != 0x80 || !utf8_len((const unsigned char *)s + i - 1, 2))
-            fputc(' ', d->out); /* one column per character, not per byte */
+    /* One column per character as shown above: a UTF-8 sequence or, where
+     * the bytes are not UTF-8, each byte (shown as '?'). */
+    for (size_t i = from; i < col;) {
+        int n = utf8_len((const unsigned char *)s + i, col - i);
+        fputc(s[i] == '\t' ? '\t' : ' ', d->out);
+        i += n > 1 ? (size_t)n : 1;
     }
     fputc('^', d->out);
     for (size_t i = col + 1; i < end; i++)

@@ -24,6 +24,83 @@
 #else
 #define LM_PRINTF(f, a)
 #define LM_NORETURN
+/* ---- plan.c --------------------------------------------------------------- */
+
+typedef enum BufKind {
+    BUF_PARAM,   /* parameters, PyTorch's layouts, one after another */
+    BUF_GRAD,    /* their gradients, the same layout */
+    BUF_OPT,     /* optimizer state: momentum, or Adam's two moments */
+    BUF_ACT,     /* activations (forward) */
+    BUF_DACT,    /* gradients of activations (backward) */
+    BUF_SCRATCH, /* a node's temporary, e.g. im2col columns */
+    BUF_COUNT
+} BufKind;
+
+/* One region of the instance's memory, in floats from its start. */
+typedef struct Buffer {
+    const char *name; /* for the plan dump and the emitter's macros */
+    BufKind kind;
+    Tensor *t;        /* the tensor it holds, or NULL (scratch, opt state) */
+    Node *node;       /* scratch: the node that uses it */
+    int64_t offset, size;
+    int first, last;  /* live from node first to node last (schedule order) */
+} Buffer;
+
+typedef struct Plan {
+    bool training;
+    PtrVec bufs;                /* Buffer*: parameters first, then the rest */
+    Buffer **of_tensor;         /* by tensor id; NULL: the caller's (input, target) */
+    Buffer **scratch_of;        /* by node id; NULL if the node needs none */
+    Buffer *momentum, *adam_m, *adam_v; /* optimizer state (NULL if none) */
+    int64_t nparams;            /* floats */
+    int64_t by_kind[BUF_COUNT]; /* floats each kind needs (shared: as laid out) */
+    int64_t work;               /* floats of activations + their gradients + scratch */
+    int64_t total;              /* floats in all */
+} Plan;
+
+enum { PLAN_ALIGN = 16 }; /* floats: 64 bytes, a cache line */
+/* Bytes of the generated struct before its float memory (lr, step, seed,
+ * padding): emit_c.c lays the struct out to match. */
+enum { PLAN_HEADER_BYTES = 64 };
+
+Plan *plan_build(Graph *g, bool training);
+void print_plan(FILE *f, const Graph *g, const Plan *p);
+/* The scratch floats a node needs (0: none). */
+int64_t plan_scratch_size(const Node *n);
+const char *bufkind_name(BufKind k);
+
+/* ---- emit_c.c ------------------------------------------------------------- */
+
+typedef struct EmitOptions {
+    const char *prefix;     /* symbol prefix; default: the model's name */
+    const char *source;     /* the model file, for comments */
+    bool inference_only;
+    const char *embed_weights; /* a checkpoint to compile in as static const data */
+} EmitOptions;
+
+/* Writes dir/<prefix>.h and dir/<prefix>.c. Returns false (with a message
+ * on stderr) if a file cannot be written. */
+bool emit_c(const Graph *g, const Plan *p, const EmitOptions *o, const char *dir);
+
+/* ---- emit_main.c ---------------------------------------------------------- */
+
+/* Writes dir/<prefix>_main.c: a complete program (train, eval, predict)
+ * around the generated model. Returns false after a message on stderr. */
+bool emit_main(const Graph *g, const Plan *p, const EmitOptions *o, const char *dir);
+
+/* ---- verify.c --------------------------------------------------------------- */
+
+/* Parses dir/<prefix>.c with libclang and checks it (see verify.c).
+ * Prints what it finds; returns false on any problem. Without libclang
+ * support built in, says so and returns false. */
+bool verify_c(const char *dir, const char *prefix, const char *runtime_include);
+
+/* ---- grad.c --------------------------------------------------------------- */
+
+/* Appends the backward pass to g: reverse-mode differentiation of the
+ * forward nodes into IR. Sets every parameter's grad tensor. */
+void grad_build(Graph *g);
+
 #endif
 
 /* ---- util.c ------------------------------------------------------------ */
@@ -115,6 +192,7 @@ struct Value {
     const char *s;
     Value **items;
     int nitems;
+    bool bad; /* a number the lexer already reported: checks stay quiet */
 };
 
 /* One argument of a call: `6`, `kernel=5`, `pad=same`. key is NULL when
@@ -182,6 +260,7 @@ typedef struct ParseCtx {
      * bounded: deeper input ends the parse with an error. */
     int depth;
     Loc last; /* the last token, for errors at the end of the file */
+    Loc prev; /* the token before it, for "missing ';'" at a line's end */
     char open_ch[LM_MAX_NEST];
     Loc open_loc[LM_MAX_NEST];
 } ParseCtx;
@@ -226,48 +305,51 @@ typedef struct Shape {
 } Shape;
 
 /* Every operation of the IR, forward and backward, one row each:
- *   X(ID, "name", inputs, kind, shape rule, FLOP count)
- * The enum, the names and ops.c's table are all expanded from these rows,
- * so they cannot drift apart. A shape rule of 0 means the op's builder sets
- * the shape (backward ops take it from the tensor they differentiate). */
-#define LM_OPS(X)                                                                     \
-    /* forward: layers */                                                             \
-    X(DENSE, "dense", 3, OPK_LAYER, shape_dense, flops_dense)       /* x[N,I] W[O,I] b[O] */ \
-    X(CONV2D, "conv2d", 3, OPK_LAYER, shape_conv2d, flops_conv2d)   /* x[N,C,H,W] W[F,C,KH,KW] b[F] */ \
-    X(MAXPOOL, "maxpool", 1, OPK_LAYER, shape_pool, flops_pool)     /* x[N,C,H,W] */    \
-    X(AVGPOOL, "avgpool", 1, OPK_LAYER, shape_pool, flops_pool)     /* x[N,C,H,W] */    \
-    X(FLATTEN, "flatten", 1, OPK_LAYER, shape_flatten, flops_zero)  /* -> [N, C*H*W] */  \
-    X(DROPOUT, "dropout", 1, OPK_LAYER, shape_same, flops_elems)                         \
-    /* forward: activations, elementwise (softmax: over the last axis) */              \
-    X(STEP, "step", 1, OPK_ACT, shape_same, flops_elems)                                 \
-    X(SIGMOID, "sigmoid", 1, OPK_ACT, shape_same, flops_elems)                           \
-    X(TANH, "tanh", 1, OPK_ACT, shape_same, flops_elems)                                 \
-    X(RELU, "relu", 1, OPK_ACT, shape_same, flops_elems)                                 \
-    X(LEAKY_RELU, "leaky_relu", 1, OPK_ACT, shape_same, flops_elems)                     \
-    X(ELU, "elu", 1, OPK_ACT, shape_same, flops_elems)                                   \
-    X(SOFTMAX, "softmax", 1, OPK_ACT, shape_softmax, flops_softmax)                      \
-    /* forward: losses, the mean over the batch, a scalar */                            \
-    X(SOFTMAX_CE, "softmax_cross_entropy", 2, OPK_LOSS, shape_softmax_ce, flops_loss) /* z[N,K] labels i32[N] */ \
-    X(SIGMOID_BCE, "sigmoid_bce", 2, OPK_LOSS, shape_compare, flops_loss) /* z, t alike */ \
-    X(MSE, "mse", 2, OPK_LOSS, shape_compare, flops_loss)                 /* y, t alike */ \
-    X(PERCEPTRON, "perceptron", 2, OPK_LOSS, shape_perceptron, flops_loss) /* s[N,1] labels i32[N] */ \
-    /* backward: the inputs each takes; the output is a gradient */                     \
-    X(DENSE_DX, "dense_dx", 2, OPK_GRAD, 0, flops_zero)     /* dy[N,O], W -> dx[N,I] */  \
-    X(DENSE_DW, "dense_dw", 2, OPK_GRAD, 0, flops_zero)     /* dy, x -> dW[O,I] */       \
-    X(BIAS_DB, "bias_db", 1, OPK_GRAD, 0, flops_zero)       /* dy[N,O,...] -> db[O] */   \
-    X(CONV2D_DX, "conv2d_dx", 2, OPK_GRAD, 0, flops_zero)   /* dy, W -> dx */            \
-    X(CONV2D_DW, "conv2d_dw", 2, OPK_GRAD, 0, flops_zero)   /* dy, x -> dW */            \
-    X(MAXPOOL_DX, "maxpool_dx", 2, OPK_GRAD, 0, flops_zero) /* dy, x -> dx */            \
-    X(AVGPOOL_DX, "avgpool_dx", 1, OPK_GRAD, 0, flops_zero) /* dy -> dx */               \
-    X(RESHAPE_DX, "reshape_dx", 1, OPK_GRAD, 0, flops_zero) /* dy -> dx, a view */       \
-    X(DROPOUT_DX, "dropout_dx", 2, OPK_GRAD, 0, flops_zero) /* dy, y -> dx */            \
-    X(ACT_DX, "act_dx", 3, OPK_GRAD, 0, flops_zero)         /* dy, x, y -> dx */         \
-    X(LOSS_DX, "loss_dx", 2, OPK_GRAD, 0, flops_zero)       /* z, target -> dz */
+ *   X(ID, "name", inputs, kind, shape rule, FLOP count, gradient rule, C emitter)
+ * The enum, the names and the table in ops.c are all expanded from these
+ * rows, so they cannot drift apart; adding an op is adding a row and its
+ * functions (shape and FLOPs in ops.c, gradient in grad.c, C in emit_c.c).
+ * A shape rule of 0: the op's builder sets the shape (backward ops take it
+ * from the tensor they differentiate). A gradient rule of 0: the op is
+ * itself part of the backward pass. */
+#define LM_OPS(X)                                                                                      \
+    /* forward: layers */                                                                              \
+    X(DENSE, "dense", 3, OPK_LAYER, shape_dense, flops_dense, grad_affine, emit_dense)                  \
+    X(CONV2D, "conv2d", 3, OPK_LAYER, shape_conv2d, flops_conv2d, grad_affine, emit_conv2d)             \
+    X(MAXPOOL, "maxpool", 1, OPK_LAYER, shape_pool, flops_pool, grad_maxpool, emit_maxpool)             \
+    X(AVGPOOL, "avgpool", 1, OPK_LAYER, shape_pool, flops_pool, grad_avgpool, emit_avgpool)             \
+    X(FLATTEN, "flatten", 1, OPK_LAYER, shape_flatten, flops_zero, grad_flatten, emit_view)             \
+    X(DROPOUT, "dropout", 1, OPK_LAYER, shape_same, flops_elems, grad_dropout, emit_dropout)            \
+    /* forward: activations, elementwise (softmax: over the last axis) */                             \
+    X(STEP, "step", 1, OPK_ACT, shape_same, flops_elems, grad_act, emit_act)                            \
+    X(SIGMOID, "sigmoid", 1, OPK_ACT, shape_same, flops_elems, grad_act, emit_act)                      \
+    X(TANH, "tanh", 1, OPK_ACT, shape_same, flops_elems, grad_act, emit_act)                            \
+    X(RELU, "relu", 1, OPK_ACT, shape_same, flops_elems, grad_act, emit_act)                            \
+    X(LEAKY_RELU, "leaky_relu", 1, OPK_ACT, shape_same, flops_elems, grad_act, emit_act)                \
+    X(ELU, "elu", 1, OPK_ACT, shape_same, flops_elems, grad_act, emit_act)                              \
+    X(SOFTMAX, "softmax", 1, OPK_ACT, shape_softmax, flops_softmax, grad_act, emit_softmax)             \
+    /* forward: losses, the mean over the batch, a scalar */                                           \
+    X(SOFTMAX_CE, "softmax_cross_entropy", 2, OPK_LOSS, shape_softmax_ce, flops_loss, 0, emit_loss)     \
+    X(SIGMOID_BCE, "sigmoid_bce", 2, OPK_LOSS, shape_compare, flops_loss, 0, emit_loss)                 \
+    X(MSE, "mse", 2, OPK_LOSS, shape_compare, flops_loss, 0, emit_loss)                                 \
+    X(PERCEPTRON, "perceptron", 2, OPK_LOSS, shape_perceptron, flops_loss, 0, emit_loss)                \
+    /* backward; the output of each is a gradient */                                                   \
+    X(DENSE_DX, "dense_dx", 2, OPK_GRAD, 0, flops_zero, 0, emit_dense_dx)     /* dy[N,O], W -> dx */    \
+    X(DENSE_DW, "dense_dw", 2, OPK_GRAD, 0, flops_zero, 0, emit_dense_dw)     /* dy, x -> dW[O,I] */    \
+    X(BIAS_DB, "bias_db", 1, OPK_GRAD, 0, flops_zero, 0, emit_bias_db)        /* dy -> db[O] */         \
+    X(CONV2D_DX, "conv2d_dx", 2, OPK_GRAD, 0, flops_zero, 0, emit_conv2d_dx)  /* dy, W -> dx */         \
+    X(CONV2D_DW, "conv2d_dw", 2, OPK_GRAD, 0, flops_zero, 0, emit_conv2d_dw)  /* dy, x -> dW */         \
+    X(MAXPOOL_DX, "maxpool_dx", 2, OPK_GRAD, 0, flops_zero, 0, emit_maxpool_dx) /* dy, x -> dx */       \
+    X(AVGPOOL_DX, "avgpool_dx", 1, OPK_GRAD, 0, flops_zero, 0, emit_avgpool_dx) /* dy -> dx */          \
+    X(RESHAPE_DX, "reshape_dx", 1, OPK_GRAD, 0, flops_zero, 0, emit_view)     /* dy -> dx, a view */    \
+    X(DROPOUT_DX, "dropout_dx", 1, OPK_GRAD, 0, flops_zero, 0, emit_dropout_dx) /* dy -> dx */          \
+    X(ACT_DX, "act_dx", 2, OPK_GRAD, 0, flops_zero, 0, emit_act_dx)  /* dy, y (or x) -> dx */           \
+    X(LOSS_DX, "loss_dx", 2, OPK_GRAD, 0, flops_zero, 0, emit_loss_dx) /* z, target -> dz */
 
 typedef enum OpKind { OPK_LAYER, OPK_ACT, OPK_LOSS, OPK_GRAD } OpKind;
 
 typedef enum Op {
-#define X(id, name, nin, kind, shape, flops) OP_##id,
+#define X(id, name, nin, kind, shape, flops, grad, emit) OP_##id,
     LM_OPS(X)
 #undef X
         OP_COUNT
@@ -282,6 +364,7 @@ typedef struct Attrs {
     double alpha;      /* leaky_relu, elu */
     double p;          /* dropout: probability of zeroing */
     Op of;             /* ACT_DX, LOSS_DX: the forward op differentiated */
+    int of_node;       /* backward ops: the forward node they differentiate */
 } Attrs;
 
 /* ---- ir.c ---------------------------------------------------------------- */
@@ -321,6 +404,7 @@ struct Tensor {
     Init init;   /* parameters */
     int64_t fan_in, fan_out; /* parameters: for initialisers */
     Tensor *grad;            /* once grad.c ran: dLoss/dthis */
+    bool grad_wanted;        /* the input, with --input-grad */
     int layer;               /* index into Graph.layers */
 };
 
@@ -369,6 +453,7 @@ typedef struct Graph {
     Node *loss_node;
     int nforward; /* nodes[0..nforward) are the forward pass */
     bool has_grad;
+    bool input_grad; /* also differentiate with respect to the input */
 } Graph;
 
 Graph *graph_new(Arena *a);
@@ -381,6 +466,7 @@ char *shape_str(const Shape *s, char *buf, size_t n);
 
 /* ---- ops.c ---------------------------------------------------------------- */
 
+struct Emitter;
 typedef struct OpInfo {
     const char *name;
     int nin;
@@ -390,9 +476,24 @@ typedef struct OpInfo {
     bool (*shape)(const Node *n, Shape *out, Diag *d);
     /* Forward FLOPs at the node's shapes, for --summary. */
     int64_t (*flops)(const Node *n);
+    /* Appends the backward nodes of forward node n to g (grad.c). */
+    void (*grad)(Graph *g, Node *n);
+    /* Writes n's C: a function and its call (emit_c.c). */
+    void (*emit)(struct Emitter *e, const Node *n);
 } OpInfo;
 
 extern const OpInfo op_info[OP_COUNT];
+
+/* The gradient rules (grad.c) and emitters (emit_c.c) named in the rows. */
+void grad_affine(Graph *g, Node *n);
+void grad_maxpool(Graph *g, Node *n);
+void grad_avgpool(Graph *g, Node *n);
+void grad_flatten(Graph *g, Node *n);
+void grad_dropout(Graph *g, Node *n);
+void grad_act(Graph *g, Node *n);
+#define X(id, name, nin, kind, shape, flops, grad, emit) void emit(struct Emitter *e, const Node *n);
+LM_OPS(X)
+#undef X
 const char *op_name(Op op);
 
 /* ---- lower.c: AST -> checked IR ------------------------------------------ */
@@ -406,6 +507,84 @@ const char *init_name(Init i);
 
 void print_ir(FILE *f, const Graph *g, bool with_grad);
 void print_dot(FILE *f, const Graph *g);
-void print_summary(FILE *f, const Graph *g);
+struct Plan;
+void print_summary(FILE *f, const Graph *g, const struct Plan *p);
+
+/* ---- plan.c --------------------------------------------------------------- */
+
+typedef enum BufKind {
+    BUF_PARAM,   /* parameters, PyTorch's layouts, one after another */
+    BUF_GRAD,    /* their gradients, the same layout */
+    BUF_OPT,     /* optimizer state: momentum, or Adam's two moments */
+    BUF_ACT,     /* activations (forward) */
+    BUF_DACT,    /* gradients of activations (backward) */
+    BUF_SCRATCH, /* a node's temporary, e.g. im2col columns */
+    BUF_COUNT
+} BufKind;
+
+/* One region of the instance's memory, in floats from its start. */
+typedef struct Buffer {
+    const char *name; /* for the plan dump and the emitter's macros */
+    BufKind kind;
+    Tensor *t;        /* the tensor it holds, or NULL (scratch, opt state) */
+    Node *node;       /* scratch: the node that uses it */
+    int64_t offset, size;
+    int first, last;  /* live from node first to node last (schedule order) */
+} Buffer;
+
+typedef struct Plan {
+    bool training;
+    PtrVec bufs;                /* Buffer*: parameters first, then the rest */
+    Buffer **of_tensor;         /* by tensor id; NULL: the caller's (input, target) */
+    Buffer **scratch_of;        /* by node id; NULL if the node needs none */
+    Buffer *momentum, *adam_m, *adam_v; /* optimizer state (NULL if none) */
+    int64_t nparams;            /* floats */
+    int64_t by_kind[BUF_COUNT]; /* floats each kind needs (shared: as laid out) */
+    int64_t work;               /* floats of activations + their gradients + scratch */
+    int64_t total;              /* floats in all */
+} Plan;
+
+enum { PLAN_ALIGN = 16 }; /* floats: 64 bytes, a cache line */
+/* Bytes of the generated struct before its float memory (lr, step, seed,
+ * padding): emit_c.c lays the struct out to match. */
+enum { PLAN_HEADER_BYTES = 64 };
+
+Plan *plan_build(Graph *g, bool training);
+void print_plan(FILE *f, const Graph *g, const Plan *p);
+/* The scratch floats a node needs (0: none). */
+int64_t plan_scratch_size(const Node *n);
+const char *bufkind_name(BufKind k);
+
+/* ---- emit_c.c ------------------------------------------------------------- */
+
+typedef struct EmitOptions {
+    const char *prefix;     /* symbol prefix; default: the model's name */
+    const char *source;     /* the model file, for comments */
+    bool inference_only;
+    const char *embed_weights; /* a checkpoint to compile in as static const data */
+} EmitOptions;
+
+/* Writes dir/<prefix>.h and dir/<prefix>.c. Returns false (with a message
+ * on stderr) if a file cannot be written. */
+bool emit_c(const Graph *g, const Plan *p, const EmitOptions *o, const char *dir);
+
+/* ---- emit_main.c ---------------------------------------------------------- */
+
+/* Writes dir/<prefix>_main.c: a complete program (train, eval, predict)
+ * around the generated model. Returns false after a message on stderr. */
+bool emit_main(const Graph *g, const Plan *p, const EmitOptions *o, const char *dir);
+
+/* ---- verify.c --------------------------------------------------------------- */
+
+/* Parses dir/<prefix>.c with libclang and checks it (see verify.c).
+ * Prints what it finds; returns false on any problem. Without libclang
+ * support built in, says so and returns false. */
+bool verify_c(const char *dir, const char *prefix, const char *runtime_include);
+
+/* ---- grad.c --------------------------------------------------------------- */
+
+/* Appends the backward pass to g: reverse-mode differentiation of the
+ * forward nodes into IR. Sets every parameter's grad tensor. */
+void grad_build(Graph *g);
 
 #endif

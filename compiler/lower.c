@@ -155,20 +155,27 @@ typedef struct Lower {
     Diag *d;
     Graph *g;
     Tensor *cur;      /* the running activation, NULL once a shape failed */
-    bool have_input;  /* an input statement was seen (even a broken one) */
     bool shape_ok;    /* no shape error yet: later shape errors are real */
-    const Stmt *input_stmt, *loss_stmt;
+    bool broken;      /* a statement the parser could not read: what is missing
+                       * may be in it, so absences are not reported */
+    const Stmt *first_stmt, *input_stmt, *loss_stmt;
     int counts[NARGS(layer_specs)]; /* per kind, for generated names */
 } Lower;
 
-/* "2.5", "'same'", "a list": a value as a message shows it. */
+/* A number as a message shows it: 16777216, 0.5, 1e-08. */
+static const char *num_text(Lower *L, double x)
+{
+    return arena_printf(L->arena, "%.15g", x);
+}
+
+/* "2.5", "'same'", "a list of 3": a value as a message shows it. */
 static const char *describe(Lower *L, const Value *v)
 {
     switch (v->kind) {
     case VAL_INT: return arena_printf(L->arena, "%lld", (long long)v->i);
-    case VAL_FLOAT: return arena_printf(L->arena, "%g", v->f);
+    case VAL_FLOAT: return num_text(L, v->f);
     case VAL_WORD: return arena_printf(L->arena, "'%s'", v->s);
-    case VAL_LIST: return "a list";
+    case VAL_LIST: return arena_printf(L->arena, "a list of %d", v->nitems);
     }
     return "?";
 }
@@ -187,11 +194,47 @@ static const char *type_text(AttrType t)
     return "?";
 }
 
-static void did_you_mean(Lower *L, const char *word, const char *const *names, int n)
+/* "a, b and c" */
+static const char *name_list(Lower *L, const char *const *names, int n)
 {
-    const char *best = closest_name(word, names, n);
+    Buf b = {0};
+    for (int i = 0; i < n; i++)
+        buf_printf(&b, "%s%s", i == 0 ? "" : i == n - 1 ? " and " : ", ", names[i]);
+    const char *s = arena_strdup(L->arena, b.s ? b.s : "");
+    buf_free(&b);
+    return s;
+}
+
+/* Whether a and b differ by two neighbouring letters swapped (tahn, tanh). */
+static bool swapped(const char *a, const char *b)
+{
+    size_t n = strlen(a), i = 0;
+    if (n != strlen(b))
+        return false;
+    while (i < n && a[i] == b[i])
+        i++;
+    return i + 1 < n && a[i] == b[i + 1] && a[i + 1] == b[i] && !strcmp(a + i + 2, b + i + 2);
+}
+
+/* The name closest to word: a swap of two letters, or else within the edit
+ * distance closest_name allows. */
+static const char *closest(const char *word, const char *const *names, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (swapped(word, names[i]))
+            return names[i];
+    return closest_name(word, names, n);
+}
+
+/* "did you mean 'dense'?", or else (if what is given) the list of names. */
+static void did_you_mean(Lower *L, const char *word, const char *const *names, int n,
+                         const char *what)
+{
+    const char *best = closest(word, names, n);
     if (best)
         diag_note(L->d, NOWHERE, "did you mean '%s'?", best);
+    else if (what)
+        diag_note(L->d, NOWHERE, "the %s are %s", what, name_list(L, names, n));
 }
 
 /* "kernel of conv2d", or just "batch" for a setting named like its value. */
@@ -202,23 +245,22 @@ static const char *attr_of(Lower *L, const AttrSpec *s, const char *owner)
 
 static bool in_range(Lower *L, const AttrSpec *s, const Value *v, double x, const char *owner)
 {
-    const char *what = attr_of(L, s, owner);
+    if (v->bad)
+        return false;
     bool ok = x >= s->min && (s->max_open ? x < s->max : x <= s->max);
-    if (!ok) {
-        if (s->max_open)
-            diag_error(L->d, v->loc, "%s must be in [%g, %g), not %s", what, s->min, s->max,
-                       describe(L, v));
-        else if (s->max >= BIG || (s->type != AT_FLOAT && s->max >= (1 << 16)) ||
-                 x < s->min)
-            diag_error(L->d, v->loc, "%s must be at least %g, not %s", what, s->min,
-                       describe(L, v));
-        else
-            diag_error(L->d, v->loc, "%s must be at most %g, not %s", what, s->max,
-                       describe(L, v));
-        if (x > s->max && !s->max_open && x >= s->min)
-            diag_note(L->d, NOWHERE, "the largest %s accepted is %g", s->name, s->max);
-    }
-    return ok;
+    if (ok)
+        return true;
+    const char *what = attr_of(L, s, owner);
+    if (s->max_open)
+        diag_error(L->d, v->loc, "%s must be in [%s, %s), not %s", what, num_text(L, s->min),
+                   num_text(L, s->max), describe(L, v));
+    else if (x < s->min)
+        diag_error(L->d, v->loc, "%s must be at least %s, not %s", what, num_text(L, s->min),
+                   describe(L, v));
+    else
+        diag_error(L->d, v->loc, "%s must be at most %s, not %s", what, num_text(L, s->max),
+                   describe(L, v));
+    return false;
 }
 
 static bool check_int(Lower *L, const AttrSpec *s, const Value *v, const char *owner)
@@ -229,6 +271,8 @@ static bool check_int(Lower *L, const AttrSpec *s, const Value *v, const char *o
 /* Checks one value against its attribute's type and range. */
 static bool check_value(Lower *L, const AttrSpec *s, const Value *v, const char *owner)
 {
+    if (v->bad)
+        return false;
     switch (s->type) {
     case AT_INT:
         if (v->kind == VAL_INT)
@@ -246,8 +290,11 @@ static bool check_value(Lower *L, const AttrSpec *s, const Value *v, const char 
         if (v->kind == VAL_INT)
             return check_int(L, s, v, owner);
         if (v->kind == VAL_LIST && v->nitems == 2 && v->items[0]->kind == VAL_INT &&
-            v->items[1]->kind == VAL_INT)
-            return check_int(L, s, v->items[0], owner) & check_int(L, s, v->items[1], owner);
+            v->items[1]->kind == VAL_INT) {
+            bool ok0 = check_int(L, s, v->items[0], owner); /* both reported */
+            bool ok1 = check_int(L, s, v->items[1], owner);
+            return ok0 && ok1;
+        }
         break;
     case AT_BOOL:
         if (v->kind == VAL_WORD && (!strcmp(v->s, "true") || !strcmp(v->s, "false")))
@@ -259,7 +306,7 @@ static bool check_value(Lower *L, const AttrSpec *s, const Value *v, const char 
                 if (!strcmp(v->s, init_names[i]))
                     return true;
             diag_error(L->d, v->loc, "unknown initialiser '%s'", v->s);
-            did_you_mean(L, v->s, init_names, NARGS(init_names));
+            did_you_mean(L, v->s, init_names, NARGS(init_names), "initialisers");
             return false;
         }
         break;
@@ -268,9 +315,21 @@ static bool check_value(Lower *L, const AttrSpec *s, const Value *v, const char 
             return true;
         break;
     }
+    if (v->kind == VAL_LIST)
+        for (int i = 0; i < v->nitems; i++)
+            if (v->items[i]->bad)
+                return false;
     diag_error(L->d, v->loc, "%s must be %s, not %s", attr_of(L, s, owner), type_text(s->type),
                describe(L, v));
     return false;
+}
+
+static int attr_index(const AttrSpec *spec, int nspec, const char *name)
+{
+    for (int i = 0; i < nspec; i++)
+        if (!strcmp(spec[i].name, name))
+            return i;
+    die("internal: no attribute '%s'", name);
 }
 
 /* Matches a call's arguments to its attribute table: out[i] is the value of
@@ -279,13 +338,23 @@ static bool check_value(Lower *L, const AttrSpec *s, const Value *v, const char 
 static bool bind(Lower *L, const Call *c, const char *owner, const AttrSpec *spec, int nspec,
                  const Value **out)
 {
-    bool ok = true, named_seen = false;
+    bool ok = true, named_seen = false, order_said = false;
+    const char *names[MAX_ATTRS], *positional[MAX_ATTRS];
     int npos = 0;
-    for (int i = 0; i < nspec; i++)
+    for (int i = 0; i < nspec; i++) {
         out[i] = NULL;
-    for (int i = 0; i < nspec; i++)
-        npos += spec[i].pos >= 0;
+        names[i] = spec[i].name;
+        if (spec[i].pos >= 0)
+            positional[npos++] = spec[i].name;
+    }
+    if (nspec == 0 && c->nargs > 0) {
+        const Arg *arg = &c->args[0];
+        diag_error(L->d, arg->key ? arg->key_loc : arg->value->loc, "%s takes no arguments",
+                   owner);
+        return false;
+    }
     const Arg *first[MAX_ATTRS] = {0};
+    bool suggested[MAX_ATTRS] = {0};
     for (int a = 0; a < c->nargs; a++) {
         const Arg *arg = &c->args[a];
         int k = -1;
@@ -296,45 +365,38 @@ static bool bind(Lower *L, const Call *c, const char *owner, const AttrSpec *spe
                     k = i;
             if (k < 0) {
                 ok = false;
-                if (nspec == 0) {
-                    diag_error(L->d, arg->key_loc, "%s takes no arguments", owner);
-                    continue;
-                }
                 diag_error(L->d, arg->key_loc, "%s has no attribute '%s'", owner, arg->key);
-                const char *names[MAX_ATTRS];
-                for (int i = 0; i < nspec; i++)
-                    names[i] = spec[i].name;
-                const char *best = closest_name(arg->key, names, nspec);
-                if (best)
+                const char *best = closest(arg->key, names, nspec);
+                if (best) {
                     diag_note(L->d, NOWHERE, "did you mean '%s'?", best);
-                else {
-                    Buf b = {0};
-                    for (int i = 0; i < nspec; i++)
-                        buf_printf(&b, "%s%s", i ? ", " : "", names[i]);
-                    diag_note(L->d, NOWHERE, "%s takes: %s", owner, b.s);
-                    buf_free(&b);
+                    suggested[attr_index(spec, nspec, best)] = true;
+                } else {
+                    diag_note(L->d, NOWHERE, "%s takes %s", owner, name_list(L, names, nspec));
                 }
                 continue;
             }
         } else {
             if (named_seen) {
-                diag_error(L->d, arg->value->loc,
-                           "positional argument after a named one in %s", owner);
                 ok = false;
+                if (!order_said)
+                    diag_error(L->d, arg->value->loc,
+                               "positional argument after a named one in %s", owner);
+                order_said = true;
                 continue;
             }
-            int pos = a;
             for (int i = 0; i < nspec; i++)
-                if (spec[i].pos == pos)
+                if (spec[i].pos == a)
                     k = i;
             if (k < 0) {
                 ok = false;
-                if (npos == 0)
-                    diag_error(L->d, arg->value->loc, "%s takes no arguments", owner);
-                else
-                    diag_error(L->d, arg->value->loc,
-                               "%s takes %d positional argument%s, but this is number %d",
-                               owner, npos, npos == 1 ? "" : "s", pos + 1);
+                if (!order_said) {
+                    diag_error(L->d, arg->value->loc, "too many positional arguments: %s takes "
+                               "%d (%s)", owner, npos, name_list(L, positional, npos));
+                    if (nspec > npos)
+                        diag_note(L->d, NOWHERE, "give the others by name, as in %s=...",
+                                  spec[npos].name);
+                }
+                order_said = true;
                 continue;
             }
         }
@@ -351,20 +413,13 @@ static bool bind(Lower *L, const Call *c, const char *owner, const AttrSpec *spe
             ok = false;
     }
     for (int i = 0; i < nspec; i++)
-        if (spec[i].required && !first[i]) {
+        if (spec[i].required && !first[i] && !suggested[i] && !order_said) {
             diag_error(L->d, c->loc, "%s needs '%s' (%s)", owner, spec[i].name, spec[i].what);
             ok = false;
         }
     return ok;
 }
 
-static int attr_index(const AttrSpec *spec, int nspec, const char *name)
-{
-    for (int i = 0; i < nspec; i++)
-        if (!strcmp(spec[i].name, name))
-            return i;
-    die("internal: no attribute '%s'", name);
-}
 
 static const Value *attr(const LayerSpec *ls, const Value **got, const char *name)
 {
@@ -455,20 +510,17 @@ static void lower_optimizer(Lower *L, const Stmt *s, TrainCfg *t)
         }
     } else if (!strcmp(s->name, "adam")) {
         t->opt = OPT_ADAM;
-        if (!bind(L, &s->head, "adam", adam_attrs, NARGS(adam_attrs), got))
-            return;
+        bind(L, &s->head, "adam", adam_attrs, NARGS(adam_attrs), got);
         t->lr = get_float(got[0], 0.001);
         t->beta1 = get_float(got[1], 0.9);
         t->beta2 = get_float(got[2], 0.999);
         t->eps = get_float(got[3], 1e-8);
         t->weight_decay = get_float(got[4], 0);
-        if (t->eps == 0)
+        if (got[3] && t->eps == 0)
             diag_error(L->d, got[3]->loc, "eps of adam must be above 0");
     } else {
         diag_error(L->d, s->name_loc, "unknown optimizer '%s'", s->name);
-        if (!closest_name(s->name, names, 2))
-            diag_note(L->d, NOWHERE, "the optimizers are sgd and adam");
-        did_you_mean(L, s->name, names, 2);
+        did_you_mean(L, s->name, names, 2, "optimizers");
     }
 }
 
@@ -478,12 +530,14 @@ static void lower_train(Lower *L, const Block *b, TrainCfg *t)
     for (int i = 0; i < b->nstmts; i++) {
         const Stmt *s = b->stmts[i];
         int k = -1;
+        if (!s->head.word) /* broken: the parser reported it */
+            continue;
         for (int j = 0; j < S_COUNT; j++)
             if (!strcmp(s->head.word, setting_names[j]))
                 k = j;
         if (k < 0) {
             diag_error(L->d, s->loc, "unknown setting '%s' in the train block", s->head.word);
-            did_you_mean(L, s->head.word, setting_names, S_COUNT);
+            did_you_mean(L, s->head.word, setting_names, S_COUNT, "settings");
             continue;
         }
         if (seen[k]) {
@@ -496,6 +550,7 @@ static void lower_train(Lower *L, const Block *b, TrainCfg *t)
         static const AttrSpec epochs = {"epochs", AT_INT, 0, false, 1, 1e6, false, ""};
         static const AttrSpec seed = {"seed", AT_INT, 0, false, 0, 2147483647.0, false, ""};
         static const AttrSpec scale = {"scale", AT_FLOAT, 0, false, -1e6, 1e6, false, ""};
+        static const AttrSpec shift = {"shift", AT_FLOAT, 0, false, -1e6, 1e6, false, ""};
         double x;
         switch ((SettingKind)k) {
         case S_BATCH:
@@ -515,7 +570,7 @@ static void lower_train(Lower *L, const Block *b, TrainCfg *t)
                 t->scale = x;
             break;
         case S_SHIFT:
-            if (setting_number(L, s, &scale, &x))
+            if (setting_number(L, s, &shift, &x))
                 t->shift = x;
             break;
         case S_OPTIMIZER:
@@ -527,7 +582,7 @@ static void lower_train(Lower *L, const Block *b, TrainCfg *t)
                 diag_error(L->d, s->loc, "init needs an initialiser name, as in 'init he_normal;'");
                 break;
             }
-            Value v = {VAL_WORD, s->name_loc, 0, 0, s->name, NULL, 0};
+            Value v = {.kind = VAL_WORD, .loc = s->name_loc, .s = s->name};
             if (check_value(L, &init, &v, "init"))
                 t->init = get_init(&v, t->init);
             break;
@@ -545,8 +600,11 @@ static const char *const c_keywords[] = {
     "else", "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long",
     "register", "restrict", "return", "short", "signed", "sizeof", "static", "struct",
     "switch", "typedef", "union", "unsigned", "void", "volatile", "while", "_Bool",
-    "_Complex", "_Imaginary",
+    "_Complex", "_Imaginary", "bool", "true", "false",
 };
+
+/* The graph's own tensors: no layer or input may take these names. */
+static const char *const reserved_names[] = {"loss", "labels", "target"};
 
 /* Names become parts of C identifiers in the generated code. */
 static bool check_c_name(Lower *L, const char *name, Loc at, const char *what)
@@ -557,11 +615,30 @@ static bool check_c_name(Lower *L, const char *name, Loc at, const char *what)
             diag_note(L->d, NOWHERE, "names become C identifiers in the generated code");
             return false;
         }
+    if (name[0] == '_' && (name[1] == '_' || (name[1] >= 'A' && name[1] <= 'Z'))) {
+        diag_error(L->d, at, "%s '%s' is reserved in C", what, name);
+        diag_note(L->d, NOWHERE, "C reserves names that start with '__' or with '_' and a "
+                                 "capital letter");
+        return false;
+    }
     if (strlen(name) > 48) {
         diag_error(L->d, at, "%s '%.20s...' is longer than 48 characters", what, name);
         return false;
     }
     return true;
+}
+
+/* A name for a layer or the input: a C name, not one of the graph's own. */
+static bool check_name(Lower *L, const char *name, Loc at, const char *what)
+{
+    for (int i = 0; i < NARGS(reserved_names); i++)
+        if (!strcmp(name, reserved_names[i])) {
+            diag_error(L->d, at, "%s '%s' is reserved", what, name);
+            diag_note(L->d, NOWHERE, "the model's own tensors are called loss, labels and "
+                                     "target");
+            return false;
+        }
+    return check_c_name(L, name, at, what);
 }
 
 static const LayerSpec *find_layer(const char *word)
@@ -592,7 +669,7 @@ static Layer *begin_layer(Lower *L, const Stmt *s, const LayerSpec *ls)
     ly->first_node = L->g->nodes.len;
     if (s->name && ls->kind != L_LOSS) {
         ly->name = s->name;
-        check_c_name(L, s->name, s->name_loc, "layer name");
+        check_name(L, s->name, s->name_loc, ls->kind == L_INPUT ? "input name" : "layer name");
         Layer *prev = find_named(L, s->name);
         if (prev) {
             diag_error(L->d, s->name_loc, "the name '%s' is used twice", s->name);
@@ -607,31 +684,41 @@ static Layer *begin_layer(Lower *L, const Stmt *s, const LayerSpec *ls)
             diag_error(L->d, s->loc, "this unnamed %s would be called '%s', a name already used",
                        ls->word, ly->name);
             diag_note(L->d, prev->loc, "first used here");
+            diag_note(L->d, NOWHERE, "name this layer, as in '%s NAME%s'", ls->word,
+                      ls->nattrs ? "(...)" : "");
         }
     }
     vec_push(L->arena, &L->g->layers, ly);
     return ly;
 }
 
-/* Multiplies with an overflow check against the element limit. */
-static bool elems_ok(Lower *L, const Shape *s, const char *name, Loc at)
+/* Checks a shape against the element limit, without overflowing. */
+static bool elems_ok(Lower *L, const Shape *s, const char *name, Loc at, bool batched)
 {
     int64_t n = 1;
+    double approx = 1;
+    bool over = false; /* beyond int64: only approx is known */
     for (int i = 0; i < s->rank; i++) {
-        if (s->dim[i] != 0 && n > LM_MAX_ELEMS / s->dim[i]) {
-            n = -1;
-            break;
-        }
-        n *= s->dim[i];
+        approx *= (double)s->dim[i];
+        if (s->dim[i] != 0 && n > INT64_MAX / s->dim[i])
+            over = true;
+        else if (!over)
+            n *= s->dim[i];
     }
-    if (n < 0 || n > LM_MAX_ELEMS) {
-        char b[96];
-        diag_error(L->d, at, "tensor '%s' %s is too large at batch %lld", name,
-                   shape_str(s, b, sizeof b), (long long)L->g->train.batch);
-        diag_note(L->d, NOWHERE, "a tensor may hold at most 2^31-1 = 2147483647 elements");
-        return false;
-    }
-    return true;
+    if (!over && n <= LM_MAX_ELEMS)
+        return true;
+    char b[96];
+    if (over)
+        diag_error(L->d, at, "tensor '%s' %s is too large: %.3g elements", name,
+                   shape_str(s, b, sizeof b), approx);
+    else
+        diag_error(L->d, at, "tensor '%s' %s is too large: %lld elements", name,
+                   shape_str(s, b, sizeof b), (long long)n);
+    diag_note(L->d, NOWHERE, "a tensor may hold at most 2^31-1 = 2147483647 elements%s",
+              batched ? arena_printf(L->arena, "; its first dimension is the batch (%lld)",
+                                     (long long)L->g->train.batch)
+                      : "");
+    return false;
 }
 
 /* Adds a node computing `name` from ins; on a shape error poisons cur. */
@@ -640,7 +727,7 @@ static Tensor *add_node(Lower *L, Op op, Tensor **ins, int nin, Attrs a, Loc at,
 {
     Node *n = graph_node(L->g, op, ins, nin, a, at);
     Shape s;
-    if (!op_info[op].shape(n, &s, L->d) || !elems_ok(L, &s, name, at)) {
+    if (!op_info[op].shape(n, &s, L->d) || !elems_ok(L, &s, name, at, true)) {
         L->shape_ok = false;
         L->g->nodes.len--; /* the node is dropped; nothing refers to it */
         return NULL;
@@ -656,8 +743,6 @@ static Tensor *add_param(Lower *L, const char *layer, const char *what, Shape s,
                          Init init, int64_t fan_in, int64_t fan_out)
 {
     const char *name = arena_printf(L->arena, "%s.%s", layer, what);
-    if (!elems_ok(L, &s, name, at))
-        return NULL;
     Tensor *t = graph_tensor(L->g, name, ROLE_PARAM, s, at);
     t->init = init;
     t->fan_in = fan_in;
@@ -665,6 +750,7 @@ static Tensor *add_param(Lower *L, const char *layer, const char *what, Shape s,
     return t;
 }
 
+/* input NAME[dims]; the model's first statement. */
 static void lower_input(Lower *L, const Stmt *s)
 {
     if (L->input_stmt) {
@@ -673,17 +759,15 @@ static void lower_input(Lower *L, const Stmt *s)
         return;
     }
     L->input_stmt = s;
-    L->have_input = true;
-    if (L->g->layers.len > 0) {
+    if (s != L->first_stmt && L->first_stmt->head.word) {
         diag_error(L->d, s->loc, "the input must be the model's first statement");
-        return;
+        diag_note(L->d, L->first_stmt->loc, "the model starts here");
     }
-    if (!s->name || !s->shape || s->head.has_args || s->value) {
+    if (!s->name || !s->shape || s->head.has_args || s->value || s->nacts) {
         diag_error(L->d, s->loc, "input needs a name and a per-sample shape, as in "
                                  "'input x[1, 28, 28];'");
         return;
     }
-    check_c_name(L, s->name, s->name_loc, "input name");
     const Value *v = s->shape;
     if (v->nitems != 1 && v->nitems != 3) {
         diag_error(L->d, v->loc, "an input shape is [features] or [channels, height, width], "
@@ -694,7 +778,9 @@ static void lower_input(Lower *L, const Stmt *s)
     bool ok = true;
     for (int i = 0; i < v->nitems; i++) {
         const Value *d = v->items[i];
-        if (d->kind != VAL_INT || d->i < 1) {
+        if (d->bad) {
+            ok = false;
+        } else if (d->kind != VAL_INT || d->i < 1) {
             diag_error(L->d, d->loc, "an input dimension must be a positive integer, not %s",
                        describe(L, d));
             ok = false;
@@ -702,10 +788,9 @@ static void lower_input(Lower *L, const Stmt *s)
         dims[i + 1] = d->i;
     }
     Shape sh = shape_of(v->nitems + 1, dims);
-    if (!ok || !elems_ok(L, &sh, s->name, s->loc))
-        return;
     Layer *ly = begin_layer(L, s, &layer_specs[0]);
-    ly->name = s->name;
+    if (!ok || !elems_ok(L, &sh, s->name, v->loc, true))
+        return;
     L->cur = graph_tensor(L->g, s->name, ROLE_INPUT, sh, s->name_loc);
     L->g->input = L->cur;
     ly->out = L->cur;
@@ -713,52 +798,59 @@ static void lower_input(Lower *L, const Stmt *s)
 
 /* The weights and node of a dense or conv2d layer. */
 static Tensor *lower_affine(Lower *L, const Stmt *s, const LayerSpec *ls, const Value **got,
-                            Layer *ly)
+                            Layer *ly, const char *name)
 {
     Attrs a;
     memset(&a, 0, sizeof a);
     Init init = get_init(attr(ls, got, "init"), L->g->train.init);
     const Shape *x = &L->cur->shape;
+    Tensor *w, *b;
     if (ls->kind == L_DENSE) {
         a.units = attr(ls, got, "units")->i;
         int64_t in = shape_elems(x) / x->dim[0];
         int64_t wd[2] = {a.units, in};
-        Tensor *w = add_param(L, ly->name, "weight", shape_of(2, wd), s->loc, init, in, a.units);
-        Tensor *b = add_param(L, ly->name, "bias", shape_of(1, &a.units), s->loc, init, in, a.units);
-        if (!w || !b)
-            return NULL;
-        Tensor *ins[3] = {L->cur, w, b};
-        return add_node(L, OP_DENSE, ins, 3, a, s->loc, s->nacts ? arena_printf(L->arena, "%s.pre", ly->name) : ly->name);
-    }
-    a.units = attr(ls, got, "filters")->i;
-    get_pair(attr(ls, got, "kernel"), a.kernel, 1, 1);
-    get_pair(attr(ls, got, "stride"), a.stride, 1, 1);
-    const Value *pad = attr(ls, got, "pad");
-    if (pad && pad->kind == VAL_WORD) {
-        if (!strcmp(pad->s, "valid")) {
-            a.pad[0] = a.pad[1] = 0;
-        } else if (a.stride[0] != 1 || a.stride[1] != 1 || a.kernel[0] % 2 == 0 ||
-                   a.kernel[1] % 2 == 0) {
-            diag_error(L->d, pad->loc, "pad=same needs stride 1 and an odd kernel");
-            diag_note(L->d, NOWHERE, "give the padding as a number, as in pad=%d", a.kernel[0] / 2);
-            return NULL;
-        } else {
+        w = add_param(L, ly->name, "weight", shape_of(2, wd), s->loc, init, in, a.units);
+        b = add_param(L, ly->name, "bias", shape_of(1, &a.units), s->loc, init, in, a.units);
+    } else {
+        a.units = attr(ls, got, "filters")->i;
+        get_pair(attr(ls, got, "kernel"), a.kernel, 1, 1);
+        get_pair(attr(ls, got, "stride"), a.stride, 1, 1);
+        const Value *pad = attr(ls, got, "pad");
+        if (pad && pad->kind == VAL_WORD && !strcmp(pad->s, "same")) {
+            if (a.stride[0] != 1 || a.stride[1] != 1) {
+                diag_error(L->d, pad->loc, "pad=same needs stride 1, but this conv2d has "
+                           "stride %d", a.stride[0] != 1 ? a.stride[0] : a.stride[1]);
+                diag_note(L->d, NOWHERE, "give the padding as a number, as in pad=%d",
+                          (a.kernel[0] - 1) / 2);
+                return NULL;
+            }
+            if (a.kernel[0] % 2 == 0 || a.kernel[1] % 2 == 0) {
+                diag_error(L->d, pad->loc, "pad=same needs an odd kernel, but this one is %dx%d",
+                           a.kernel[0], a.kernel[1]);
+                diag_note(L->d, NOWHERE, "an even kernel has no centre to keep in place; "
+                          "give the padding as a number, as in pad=%d", (a.kernel[0] - 1) / 2);
+                return NULL;
+            }
             a.pad[0] = a.kernel[0] / 2;
             a.pad[1] = a.kernel[1] / 2;
+        } else if (!pad || pad->kind != VAL_WORD) { /* valid: no padding */
+            get_pair(pad, a.pad, 0, 0);
         }
-    } else {
-        get_pair(pad, a.pad, 0, 0);
+        int64_t c = x->rank == 4 ? x->dim[1] : 1;
+        int64_t fan_in = c * a.kernel[0] * a.kernel[1], fan_out = a.units * a.kernel[0] * a.kernel[1];
+        int64_t wd[4] = {a.units, c, a.kernel[0], a.kernel[1]};
+        w = add_param(L, ly->name, "weight", shape_of(4, wd), s->loc, init, fan_in, fan_out);
+        b = add_param(L, ly->name, "bias", shape_of(1, &a.units), s->loc, init, fan_in, fan_out);
     }
-    int64_t c = x->rank == 4 ? x->dim[1] : 1;
-    int64_t fan_in = c * a.kernel[0] * a.kernel[1], fan_out = a.units * a.kernel[0] * a.kernel[1];
-    int64_t wd[4] = {a.units, c, a.kernel[0], a.kernel[1]};
-    Tensor *w = add_param(L, ly->name, "weight", shape_of(4, wd), s->loc, init, fan_in, fan_out);
-    Tensor *b = add_param(L, ly->name, "bias", shape_of(1, &a.units), s->loc, init, fan_in, fan_out);
-    if (!w || !b)
-        return NULL;
+    /* The input's shape first (dense needs a flat input, a kernel must
+     * fit), then the size of the weights that shape implies. */
     Tensor *ins[3] = {L->cur, w, b};
-    return add_node(L, OP_CONV2D, ins, 3, a, s->loc,
-                    s->nacts ? arena_printf(L->arena, "%s.pre", ly->name) : ly->name);
+    Tensor *y = add_node(L, ls->op, ins, 3, a, s->loc, name);
+    if (y && !elems_ok(L, &w->shape, w->name, s->loc, false)) {
+        L->shape_ok = false;
+        return NULL;
+    }
+    return y;
 }
 
 static Tensor *lower_pool(Lower *L, const Stmt *s, const LayerSpec *ls, const Value **got,
@@ -771,19 +863,21 @@ static Tensor *lower_pool(Lower *L, const Stmt *s, const LayerSpec *ls, const Va
     const Value *pad = attr(ls, got, "pad");
     if (pad && pad->kind == VAL_WORD) {
         if (!strcmp(pad->s, "same")) {
-            diag_error(L->d, pad->loc, "pad=same is not supported for pooling");
-            diag_note(L->d, NOWHERE, "give the padding as a number");
+            diag_error(L->d, pad->loc, "%s does not support pad=same", ls->word);
+            diag_note(L->d, NOWHERE, "give the padding as a number, as in pad=%d",
+                      (a.kernel[0] - 1) / 2);
             return NULL;
         }
     } else {
         get_pair(pad, a.pad, 0, 0);
     }
-    if (2 * a.pad[0] > a.kernel[0] || 2 * a.pad[1] > a.kernel[1]) {
-        diag_error(L->d, pad->loc, "%s padding must be at most half the window (%dx%d)",
-                   ls->word, a.kernel[0], a.kernel[1]);
-        diag_note(L->d, NOWHERE, "a window that saw only padding would have no input");
-        return NULL;
-    }
+    for (int i = 0; i < 2; i++)
+        if (2 * a.pad[i] > a.kernel[i]) {
+            diag_error(L->d, pad->loc, "%s padding must be at most half the window, %d for a "
+                       "window of %d, not %d", ls->word, a.kernel[i] / 2, a.kernel[i], a.pad[i]);
+            diag_note(L->d, NOWHERE, "a window over nothing but padding would have no input");
+            return NULL;
+        }
     Tensor *ins[1] = {L->cur};
     return add_node(L, ls->op, ins, 1, a, s->loc, name);
 }
@@ -808,6 +902,7 @@ static Tensor *lower_act(Lower *L, const Call *c, const LayerSpec *ls, const cha
     return add_node(L, ls->op, ins, 1, a, c->loc, name);
 }
 
+/* loss KIND[(target=NAME)]; the model's last statement. */
 static void lower_loss(Lower *L, const Stmt *s)
 {
     static const char *names[NARGS(loss_specs)];
@@ -829,10 +924,7 @@ static void lower_loss(Lower *L, const Stmt *s)
             sp = &loss_specs[i];
     if (!sp) {
         diag_error(L->d, s->name_loc, "unknown loss '%s'", s->name);
-        if (!closest_name(s->name, names, NARGS(names)))
-            diag_note(L->d, NOWHERE, "the losses are softmax_cross_entropy, sigmoid_bce, mse "
-                                     "and perceptron");
-        did_you_mean(L, s->name, names, NARGS(names));
+        did_you_mean(L, s->name, names, NARGS(names), "losses");
         return;
     }
     const Value *got[MAX_ATTRS];
@@ -842,6 +934,8 @@ static void lower_loss(Lower *L, const Stmt *s)
     bool ok = bind(L, &c, sp->word, sp->attrs, sp->nattrs, got);
     if (s->nacts > 0) {
         diag_error(L->d, s->acts[0].loc, "unexpected '%s' after the loss", s->acts[0].word);
+        diag_note(L->d, NOWHERE, "the loss is the model's last statement; activations go "
+                                 "after a layer");
         ok = false;
     }
     Layer *ly = begin_layer(L, s, &layer_specs[NARGS(layer_specs) - 1]);
@@ -887,44 +981,45 @@ static void lower_loss(Lower *L, const Stmt *s)
     ly->out = L->g->loss;
 }
 
-/* One statement of the model block. */
-static void lower_stmt(Lower *L, const Stmt *s)
+/* The statement that starts at word k of s's activations, when that word
+ * is a layer: `dense(10)` + newline + `loss mse;` parses as one statement
+ * with activations `loss` and `mse`. The words split the way the grammar
+ * would have split them: `loss mse` is head loss, name mse. */
+static Stmt *split_stmt(Lower *L, const Stmt *s, int k)
 {
-    static const char *names[NARGS(layer_specs)];
-    for (int i = 0; i < NARGS(layer_specs); i++)
-        names[i] = layer_specs[i].word;
-    const LayerSpec *ls = find_layer(s->head.word);
-    if (!ls) {
-        diag_error(L->d, s->loc, "unknown layer '%s'", s->head.word);
-        did_you_mean(L, s->head.word, names, NARGS(names));
-        return;
+    Stmt *t = ARENA_NEW(L->arena, Stmt);
+    t->head = s->acts[k];
+    t->loc = t->head.loc;
+    int next = k + 1;
+    if (!t->head.has_args && next < s->nacts) {
+        const Call *n = &s->acts[next++];
+        t->name = n->word;
+        t->name_loc = n->loc;
+        t->head.has_args = n->has_args;
+        t->head.args_loc = n->args_loc;
+        t->head.args = n->args;
+        t->head.nargs = n->nargs;
     }
-    if (ls->kind == L_INPUT) {
-        lower_input(L, s);
-        return;
-    }
-    if (L->loss_stmt && ls->kind != L_LOSS) {
-        diag_error(L->d, s->loc, "%s after the loss: the loss must be the last statement",
-                   ls->word);
-        diag_note(L->d, L->loss_stmt->loc, "the loss is here");
-        return;
-    }
-    if (!L->have_input && L->g->layers.len == 0) {
-        diag_error(L->d, s->loc, "the model's first statement must be its input");
-        diag_note(L->d, NOWHERE, "as in 'input x[1, 28, 28];'");
-        L->have_input = true; /* said once */
-    }
-    if (ls->kind == L_LOSS) {
-        lower_loss(L, s);
-        return;
-    }
+    t->acts = s->acts + next;
+    t->nacts = s->nacts - next;
+    return t;
+}
+
+static void lower_stmt(Lower *L, const Stmt *s);
+
+/* A layer: dense, conv2d, pools, flatten, dropout or an activation, with
+ * activations after it. */
+static void lower_layer(Lower *L, const Stmt *s, const LayerSpec *ls)
+{
     if (s->shape) {
         diag_error(L->d, s->shape->loc, "only input takes a shape");
+        L->cur = NULL;
         return;
     }
     if (s->value) {
         diag_error(L->d, s->value->loc, "%s takes its arguments in parentheses, as in %s(%s)",
                    ls->word, ls->word, describe(L, s->value));
+        L->cur = NULL;
         return;
     }
     Layer *ly = begin_layer(L, s, ls);
@@ -933,22 +1028,15 @@ static void lower_stmt(Lower *L, const Stmt *s)
     /* Words after the layer: activations only. */
     for (int i = 0; i < s->nacts; i++) {
         const LayerSpec *as = find_layer(s->acts[i].word);
-        if (!as || as->kind != L_ACT) {
+        if (!as) {
+            static const char *acts[7];
+            int n = 0;
+            for (int j = 0; j < NARGS(layer_specs); j++)
+                if (layer_specs[j].kind == L_ACT)
+                    acts[n++] = layer_specs[j].word;
+            diag_error(L->d, s->acts[i].loc, "unknown activation '%s'", s->acts[i].word);
+            did_you_mean(L, s->acts[i].word, acts, n, "activations");
             ok = false;
-            if (as) {
-                diag_error(L->d, s->acts[i].loc, "'%s' is a layer, not an activation",
-                           s->acts[i].word);
-                diag_note(L->d, NOWHERE, "is a ';' missing before it?");
-                break; /* the rest of the line is that layer's */
-            } else {
-                static const char *acts[7];
-                int n = 0;
-                for (int j = 0; j < NARGS(layer_specs); j++)
-                    if (layer_specs[j].kind == L_ACT)
-                        acts[n++] = layer_specs[j].word;
-                diag_error(L->d, s->acts[i].loc, "unknown activation '%s'", s->acts[i].word);
-                did_you_mean(L, s->acts[i].word, acts, n);
-            }
         } else {
             ly->kind = arena_printf(L->arena, "%s+%s", ly->kind, as->word);
         }
@@ -964,7 +1052,7 @@ static void lower_stmt(Lower *L, const Stmt *s)
     switch (ls->kind) {
     case L_DENSE:
     case L_CONV2D:
-        t = lower_affine(L, s, ls, got, ly);
+        t = lower_affine(L, s, ls, got, ly, name);
         break;
     case L_MAXPOOL:
     case L_AVGPOOL:
@@ -1002,6 +1090,55 @@ static void lower_stmt(Lower *L, const Stmt *s)
     ly->out = L->cur;
 }
 
+/* One statement of the model block. */
+static void lower_stmt(Lower *L, const Stmt *s)
+{
+    static const char *names[NARGS(layer_specs)];
+    for (int i = 0; i < NARGS(layer_specs); i++)
+        names[i] = layer_specs[i].word;
+    if (!s->head.word) { /* broken: the parser reported it; shapes past it are unknown */
+        L->broken = true;
+        L->cur = NULL;
+        return;
+    }
+    /* A layer word among the activations: a ';' is missing before it. */
+    for (int i = 0; i < s->nacts; i++) {
+        const LayerSpec *as = find_layer(s->acts[i].word);
+        if (as && as->kind != L_ACT) {
+            diag_error(L->d, s->acts[i].loc, "missing ';' before '%s'", s->acts[i].word);
+            diag_note(L->d, NOWHERE, "'%s' is a layer, not an activation, so it starts a new "
+                                     "statement", s->acts[i].word);
+            Stmt *head = ARENA_NEW(L->arena, Stmt);
+            *head = *s;
+            head->nacts = i;
+            lower_stmt(L, head);
+            lower_stmt(L, split_stmt(L, s, i));
+            return;
+        }
+    }
+    const LayerSpec *ls = find_layer(s->head.word);
+    if (!ls) {
+        diag_error(L->d, s->loc, "unknown layer '%s'", s->head.word);
+        did_you_mean(L, s->head.word, names, NARGS(names), "statements of a model");
+        L->cur = NULL;
+        return;
+    }
+    if (ls->kind == L_INPUT) {
+        lower_input(L, s);
+        return;
+    }
+    if (L->loss_stmt && ls->kind != L_LOSS) {
+        diag_error(L->d, s->loc, "%s after the loss: the loss must be the model's last "
+                   "statement", ls->word);
+        diag_note(L->d, L->loss_stmt->loc, "the loss is here");
+        return;
+    }
+    if (ls->kind == L_LOSS)
+        lower_loss(L, s);
+    else
+        lower_layer(L, s, ls);
+}
+
 static void lower_model(Lower *L, const Block *b, bool need_loss)
 {
     if (!b->name)
@@ -1010,25 +1147,37 @@ static void lower_model(Lower *L, const Block *b, bool need_loss)
         check_c_name(L, b->name, b->name_loc, "model name");
     L->g->name = b->name ? b->name : "model";
     L->g->loc = b->loc;
+    bool has_input = false;
     for (int i = 0; i < b->nstmts; i++)
-        lower_stmt(L, b->stmts[i]);
-    if (!L->input_stmt) {
-        if (!L->have_input) {
+        has_input |= b->stmts[i]->head.word && !strcmp(b->stmts[i]->head.word, "input");
+    if (!has_input) {
+        for (int i = 0; i < b->nstmts; i++)
+            L->broken |= !b->stmts[i]->head.word;
+        if (!L->broken) {
             diag_error(L->d, b->loc, "model '%s' has no input", L->g->name);
             diag_note(L->d, NOWHERE, "declare one first, as in 'input x[1, 28, 28];'");
         }
-        return;
     }
+    L->first_stmt = b->nstmts ? b->stmts[0] : NULL;
+    for (int i = 0; i < b->nstmts; i++)
+        lower_stmt(L, b->stmts[i]);
+    if (!L->input_stmt)
+        return;
     if (!L->loss_stmt) {
         if (L->cur)
             L->g->output = L->cur;
-        if (need_loss) {
+        if (need_loss && !L->broken) {
             diag_error(L->d, b->loc, "model '%s' has no loss, and training needs one", L->g->name);
             diag_note(L->d, NOWHERE, "end the model with a loss, as in 'loss "
                                      "softmax_cross_entropy;', or compile with --inference-only");
         }
-    } else if (L->g->output == L->g->input && L->shape_ok) {
+    } else if (!L->g->loss) {
+        return; /* something before it failed, and said so */
+    } else if (L->g->output == L->g->input) {
         diag_error(L->d, L->loss_stmt->loc, "the model has no layers between its input and its loss");
+    } else if (need_loss && L->g->params.len == 0) {
+        diag_error(L->d, L->loss_stmt->loc, "nothing to train: the model has no parameters");
+        diag_note(L->d, NOWHERE, "add a dense or conv2d layer, or compile with --inference-only");
     }
 }
 
@@ -1045,12 +1194,14 @@ Graph *lower_program(Arena *a, Diag *d, const Program *p, bool need_loss)
     const Block *model = NULL, *train = NULL;
     for (int i = 0; i < p->nblocks; i++) {
         const Block *b = p->blocks[i];
+        if (!b->kind) /* a broken header: the parser reported it */
+            continue;
         const Block **slot = !strcmp(b->kind, "model") ? &model
                              : !strcmp(b->kind, "train") ? &train
                                                          : NULL;
         if (!slot) {
             diag_error(d, b->loc, "unknown block '%s'", b->kind);
-            did_you_mean(&L, b->kind, block_names, 2);
+            did_you_mean(&L, b->kind, block_names, 2, "blocks");
             continue;
         }
         if (*slot) {
@@ -1062,11 +1213,26 @@ Graph *lower_program(Arena *a, Diag *d, const Program *p, bool need_loss)
             diag_error(d, b->name_loc, "a train block has no name");
         *slot = b;
     }
-    if (train)
+    /* The model needs the train block's batch and init; its statements
+     * are read once quietly for them, so that the two blocks can then be
+     * checked in the file's order and their errors come in that order. */
+    if (train && model) {
+        Diag quiet = *d;
+        quiet.max_errors = -1; /* reports nothing */
+        L.d = &quiet;
+        lower_train(&L, train, &L.g->train);
+        L.d = d;
+    }
+    bool train_first = train && (!model || train->loc.line < model->loc.line ||
+                                 (train->loc.line == model->loc.line &&
+                                  train->loc.col < model->loc.col));
+    if (train_first)
         lower_train(&L, train, &L.g->train);
     if (model)
         lower_model(&L, model, need_loss);
-    else if (d->errors == 0) {
+    if (train && !train_first)
+        lower_train(&L, train, &L.g->train);
+    if (!model && d->errors == 0) {
         diag_error(d, (Loc){1, 1, 1}, "no model in this file");
         diag_note(d, NOWHERE, "a model file holds a block 'model NAME { ... }'");
     }

@@ -15,31 +15,56 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum Emit { EMIT_NONE, EMIT_IR, EMIT_IR_GRAD, EMIT_DOT } Emit;
+typedef enum Emit { EMIT_C, EMIT_IR, EMIT_IR_GRAD, EMIT_DOT, EMIT_PLAN, EMIT_NONE } Emit;
 
 typedef struct Options {
-    const char *input, *output;
+    const char *input, *output, *prefix;
     Emit emit;
-    bool summary, inference_only;
+    bool summary, inference_only, input_grad, verify, program;
+    const char *embed_weights;
 } Options;
 
 static void usage(FILE *f)
 {
     fputs("usage: laminac [options] MODEL.lam\n"
           "\n"
-          "Checks a model file and prints what was asked for.\n"
+          "Compiles a model file to C: writes DIR/NAME.h and DIR/NAME.c (NAME: the\n"
+          "model's name or --prefix). With --emit or --summary, prints that instead.\n"
           "\n"
+          "  -o DIR           where the C goes (default: the current directory); with\n"
+          "                   --emit or --summary, the file to write instead of stdout\n"
+          "  --prefix NAME    prefix every exported symbol with NAME, not the model's name\n"
+          "  --emit=c         the C code (the default)\n"
           "  --emit=ir        the checked forward IR, one line per tensor and node\n"
           "  --emit=ir-grad   the forward IR followed by the backward IR\n"
           "  --emit=dot       the forward graph for Graphviz (dot -Tsvg)\n"
+          "  --emit=plan      the memory plan: every buffer's offset, size and lifetime\n"
           "  --summary        layers, output shapes, parameters, FLOPs and bytes\n"
-          "  --inference-only the model needs no loss\n"
-          "  -o FILE          write to FILE instead of standard output\n"
+          "  --main           also write DIR/NAME_main.c, a program: train, eval, predict\n"
+          "  --embed-weights CKPT  compile the checkpoint's parameters in as static const\n"
+          "                   data (with --inference-only: no file I/O at all)\n"
+          "  --input-grad     also compute the gradient of the loss with respect to the\n"
+          "                   input (NAME_input_grad)\n"
+          "  --verify         parse the written C with libclang and check it\n"
+          "  --check          check the model, write nothing\n"
+          "  --inference-only no gradients or optimizer; activations share memory;\n"
+          "                   the model needs no loss\n"
           "  --help           this text\n"
           "  --version        the version\n"
           "\n"
           "Exit status: 0 success, 1 errors in the model file, 2 usage or I/O error.\n",
           f);
+}
+
+static bool valid_prefix(const char *s)
+{
+    if (!(*s == '_' || (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z')))
+        return false;
+    for (; *s; s++)
+        if (!(*s == '_' || (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+              (*s >= '0' && *s <= '9')))
+            return false;
+    return true;
 }
 
 static int parse_args(int argc, char **argv, Options *o)
@@ -50,17 +75,47 @@ static int parse_args(int argc, char **argv, Options *o)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             exit(0);
+        } else if (!strcmp(a, "--list-ops")) {
+            /* The op table, for tests that must cover every op. */
+            static const char *const kinds[] = {"layer", "activation", "loss", "gradient"};
+            for (int k = 0; k < OP_COUNT; k++)
+                printf("%s %s\n", op_info[k].name, kinds[op_info[k].kind]);
+            exit(0);
         } else if (!strcmp(a, "--version")) {
             printf("laminac %s\n", LAMINA_VERSION);
             exit(0);
+        } else if (!strcmp(a, "--emit=c")) {
+            o->emit = EMIT_C;
+        } else if (!strcmp(a, "--check")) {
+            o->emit = EMIT_NONE;
+        } else if (!strcmp(a, "--prefix")) {
+            if (++i == argc || !valid_prefix(argv[i])) {
+                fputs("laminac: --prefix needs a C identifier\n", stderr);
+                return 2;
+            }
+            o->prefix = argv[i];
         } else if (!strcmp(a, "--emit=ir")) {
             o->emit = EMIT_IR;
         } else if (!strcmp(a, "--emit=ir-grad")) {
             o->emit = EMIT_IR_GRAD;
         } else if (!strcmp(a, "--emit=dot")) {
             o->emit = EMIT_DOT;
+        } else if (!strcmp(a, "--emit=plan")) {
+            o->emit = EMIT_PLAN;
         } else if (!strcmp(a, "--summary")) {
             o->summary = true;
+        } else if (!strcmp(a, "--input-grad")) {
+            o->input_grad = true;
+        } else if (!strcmp(a, "--verify")) {
+            o->verify = true;
+        } else if (!strcmp(a, "--main")) {
+            o->program = true;
+        } else if (!strcmp(a, "--embed-weights")) {
+            if (++i == argc) {
+                fputs("laminac: --embed-weights needs a checkpoint file\n", stderr);
+                return 2;
+            }
+            o->embed_weights = argv[i];
         } else if (!strcmp(a, "--inference-only")) {
             o->inference_only = true;
         } else if (!strcmp(a, "-o")) {
@@ -110,7 +165,23 @@ int main(int argc, char **argv)
         arena_free(arena);
         return 1;
     }
+    if (g->loss && !o.inference_only) {
+        g->input->grad_wanted = o.input_grad;
+        grad_build(g);
+    }
+    Plan *plan = plan_build(g, !o.inference_only);
     FILE *out = stdout;
+    if (o.emit == EMIT_C && !o.summary) {
+        EmitOptions eo = {o.prefix, o.input, o.inference_only, o.embed_weights};
+        const char *dir = o.output ? o.output : ".";
+        rc = emit_c(g, plan, &eo, dir) ? 0 : 2;
+        if (rc == 0 && o.program && !emit_main(g, plan, &eo, dir))
+            rc = 2;
+        if (rc == 0 && o.verify && !verify_c(dir, eo.prefix ? eo.prefix : g->name, NULL))
+            rc = 1;
+        arena_free(arena);
+        return rc;
+    }
     if (o.output && (o.emit != EMIT_NONE || o.summary)) {
         out = fopen(o.output, "w");
         if (!out) {
@@ -120,13 +191,15 @@ int main(int argc, char **argv)
         }
     }
     if (o.summary)
-        print_summary(out, g);
+        print_summary(out, g, plan);
     if (o.emit == EMIT_IR)
         print_ir(out, g, false);
     else if (o.emit == EMIT_IR_GRAD)
         print_ir(out, g, true);
     else if (o.emit == EMIT_DOT)
         print_dot(out, g);
+    else if (o.emit == EMIT_PLAN)
+        print_plan(out, g, plan);
     if (fflush(out) != 0 || ferror(out) || (out != stdout && fclose(out) != 0)) {
         fprintf(stderr, "laminac: cannot write '%s'\n", o.output ? o.output : "standard output");
         rc = 2;

@@ -72,10 +72,19 @@ static bool shape_window(const Node *n, const char *what, int64_t channels, Shap
     int64_t oh = window_out(x->dim[2], a->kernel[0], a->stride[0], a->pad[0]);
     int64_t ow = window_out(x->dim[3], a->kernel[1], a->stride[1], a->pad[1]);
     if (oh == 0 || ow == 0) {
-        diag_error(d, n->loc, "%s output would be empty: %s %dx%d does not fit the input "
-                   "%lldx%lld padded by %d,%d",
-                   op_name(n->op), what, a->kernel[0], a->kernel[1], (long long)x->dim[2],
-                   (long long)x->dim[3], a->pad[0], a->pad[1]);
+        char padded[64] = "";
+        if (a->pad[0] || a->pad[1]) {
+            char by[32];
+            if (a->pad[0] == a->pad[1])
+                snprintf(by, sizeof by, "%d", a->pad[0]);
+            else
+                snprintf(by, sizeof by, "[%d,%d]", a->pad[0], a->pad[1]);
+            snprintf(padded, sizeof padded, ", padded by %s to %lldx%lld", by,
+                     (long long)(x->dim[2] + 2 * (int64_t)a->pad[0]),
+                     (long long)(x->dim[3] + 2 * (int64_t)a->pad[1]));
+        }
+        diag_error(d, n->loc, "%s %s %dx%d does not fit its input %s%s", op_name(n->op), what,
+                   a->kernel[0], a->kernel[1], sample(x, b, sizeof b), padded);
         return false;
     }
     int64_t dims[4] = {x->dim[0], channels, oh, ow};
@@ -144,6 +153,8 @@ static bool shape_softmax_ce(const Node *n, Shape *out, Diag *d)
     if (z->rank != 2) {
         diag_error(d, n->loc, "softmax_cross_entropy needs a flat output [classes], but the "
                    "model's output has shape %s", sample(z, b, sizeof b));
+        diag_note(d, (Loc){0, 0, 0}, "end the model with 'flatten;' and a dense layer with "
+                                     "one unit per class");
         return false;
     }
     if (z->dim[1] < 2) {
@@ -190,21 +201,28 @@ static int64_t flops_elems(const Node *n)
     return shape_elems(&n->in[0]->shape);
 }
 
+/* a * b for counts a, b >= 0, saturating at INT64_MAX: shapes are bounded
+ * (LM_MAX_ELEMS), their FLOP counts need not fit. */
+static int64_t mul_sat(int64_t a, int64_t b)
+{
+    return a != 0 && b > INT64_MAX / a ? INT64_MAX : a * b;
+}
+
 static int64_t flops_dense(const Node *n)
 {
     const Shape *x = &n->in[0]->shape, *w = &n->in[1]->shape;
-    return x->dim[0] * w->dim[0] * (2 * w->dim[1] + 1);
+    return mul_sat(x->dim[0] * w->dim[0], 2 * w->dim[1] + 1);
 }
 
 static int64_t flops_conv2d(const Node *n)
 {
     const Shape *w = &n->in[1]->shape, *y = &n->out->shape;
-    return shape_elems(y) * (2 * w->dim[1] * w->dim[2] * w->dim[3] + 1);
+    return mul_sat(shape_elems(y), 2 * w->dim[1] * w->dim[2] * w->dim[3] + 1);
 }
 
 static int64_t flops_pool(const Node *n)
 {
-    return shape_elems(&n->out->shape) * n->attr.kernel[0] * n->attr.kernel[1];
+    return mul_sat(shape_elems(&n->out->shape), (int64_t)n->attr.kernel[0] * n->attr.kernel[1]);
 }
 
 static int64_t flops_zero(const Node *n)
@@ -224,7 +242,7 @@ static int64_t flops_loss(const Node *n)
 }
 
 const OpInfo op_info[OP_COUNT] = {
-#define X(id, name, nin, kind, shape, flops) [OP_##id] = {name, nin, kind, shape, flops},
+#define X(id, name, nin, kind, shape, flops, grad, emit) [OP_##id] = {name, nin, kind, shape, flops, grad, emit},
     LM_OPS(X)
 #undef X
 };

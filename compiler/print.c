@@ -140,6 +140,13 @@ void print_dot(FILE *f, const Graph *g)
     fputs("}\n", f);
 }
 
+/* a + b for counts a, b >= 0, saturating at INT64_MAX (FLOPs of absurd
+ * but valid models do not fit). */
+static int64_t add_sat(int64_t a, int64_t b)
+{
+    return a > INT64_MAX - b ? INT64_MAX : a + b;
+}
+
 /* 1234567 -> "1,234,567" */
 static const char *commas(int64_t v, char *buf, size_t n)
 {
@@ -181,7 +188,7 @@ static int64_t layer_params(const Graph *g, int layer)
     return n;
 }
 
-void print_summary(FILE *f, const Graph *g)
+void print_summary(FILE *f, const Graph *g, const Plan *p)
 {
     char b1[96], b2[48], b3[48], b4[48];
     int64_t batch = g->train.batch, total_params = 0, total_flops = 0, act_elems = 0;
@@ -194,7 +201,7 @@ void print_summary(FILE *f, const Graph *g)
         int64_t params = layer_params(g, l), flops = 0;
         for (int i = ly->first_node; i < ly->first_node + ly->nnodes; i++) {
             const Node *n = g->nodes.items[i];
-            flops += op_info[n->op].flops(n);
+            flops = add_sat(flops, op_info[n->op].flops(n));
         }
         if (ly->out && ly->out->role == ROLE_LOSS) {
             const Node *n = ly->out->def;
@@ -202,7 +209,7 @@ void print_summary(FILE *f, const Graph *g)
         }
         flops /= batch;
         total_params += params;
-        total_flops += flops;
+        total_flops = add_sat(total_flops, flops);
         char label[80];
         snprintf(label, sizeof label, "%s (%s)", ly->name, ly->kind);
         Shape s = ly->out ? ly->out->shape : shape_of(0, NULL);
@@ -224,4 +231,19 @@ void print_summary(FILE *f, const Graph *g)
     fprintf(f, "Forward FLOPs per sample: %s\n", commas(total_flops, b3, sizeof b3));
     fprintf(f, "Activations at batch %lld: %s floats (%s)\n", (long long)batch,
             commas(act_elems, b4, sizeof b4), bytes_text(4 * act_elems, b1, sizeof b1));
+    if (!p)
+        return;
+    fprintf(f, "Memory of one %s instance (the generated code's %s_size()):\n",
+            p->training ? "training" : "inference", g->name);
+    static const char *const what[BUF_COUNT] = {
+        "parameters", "gradients", "optimizer state", "activations", "activation gradients",
+        "scratch (im2col)"};
+    for (int k = 0; k < BUF_COUNT; k++)
+        if (p->by_kind[k])
+            fprintf(f, "  %-22s %14s floats %12s\n", what[k], commas(p->by_kind[k], b1, sizeof b1),
+                    bytes_text(4 * p->by_kind[k], b2, sizeof b2));
+    fprintf(f, "  %-22s %14s floats %12s  (activations, their gradients and scratch share it by liveness)\n",
+            "work area", commas(p->work, b1, sizeof b1), bytes_text(4 * p->work, b2, sizeof b2));
+    fprintf(f, "  %-22s %14s bytes  %12s\n", "total", commas(4 * p->total + PLAN_HEADER_BYTES, b1, sizeof b1),
+            bytes_text(4 * p->total + PLAN_HEADER_BYTES, b2, sizeof b2));
 }

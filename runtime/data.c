@@ -22,6 +22,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <zlib.h>
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -83,23 +84,28 @@ static const char *gz_message(gzFile g)
 }
 
 /*
- * Read up to n bytes; returns the number read (less than n only at end of
- * file) or -1 on an error (message left in gzerror).
+ * Read up to n bytes; returns the number read, which is less than n at the
+ * end of the file or on an error; *failed tells which (the message is then
+ * in gzerror).
  */
-static long long gz_read_full(gzFile g, unsigned char *buf, size_t n)
+static size_t gz_read_full(gzFile g, unsigned char *buf, size_t n,
+                           int *failed)
 {
     size_t got = 0;
 
+    *failed = 0;
     while (got < n) {
         size_t want = n - got < (1u << 20) ? n - got : (1u << 20);
         int r = gzread(g, buf + got, (unsigned)want);
-        if (r < 0)
-            return -1;
+        if (r < 0) {
+            *failed = 1;
+            break;
+        }
         if (r == 0)
             break;
         got += (size_t)r;
     }
-    return (long long)got;
+    return got;
 }
 
 /*
@@ -113,8 +119,8 @@ static int idx_read(const char *path, int want_labels, idx_file *out,
     unsigned char head[4], dimbuf[16], *bytes = NULL;
     size_t total, got = 0, cap = 0;
     gzFile g;
-    int i, type, ndims, rc = -1;
-    long long r;
+    int i, type, ndims, failed, rc = -1;
+    size_t r;
 
     errno = 0;
     g = gzopen(path, "rb");
@@ -124,13 +130,13 @@ static int idx_read(const char *path, int want_labels, idx_file *out,
         return -1;
     }
 
-    r = gz_read_full(g, head, 4);
-    if (r < 0) {
+    r = gz_read_full(g, head, 4, &failed);
+    if (failed) {
         seterr(err, errlen, "%s: read error: %s", path, gz_message(g));
         goto out;
     }
     if (r < 4) {
-        seterr(err, errlen, "%s: not an IDX file: only %lld bytes long", path,
+        seterr(err, errlen, "%s: not an IDX file: only %zu bytes long", path,
                r);
         goto out;
     }
@@ -167,12 +173,12 @@ static int idx_read(const char *path, int want_labels, idx_file *out,
         goto out;
     }
 
-    r = gz_read_full(g, dimbuf, 4 * (size_t)ndims);
-    if (r < 0) {
+    r = gz_read_full(g, dimbuf, 4 * (size_t)ndims, &failed);
+    if (failed) {
         seterr(err, errlen, "%s: read error: %s", path, gz_message(g));
         goto out;
     }
-    if (r < 4 * ndims) {
+    if (r < 4 * (size_t)ndims) {
         seterr(err, errlen, "%s: truncated: the IDX header ends inside its "
                "dimensions", path);
         goto out;
@@ -222,8 +228,9 @@ static int idx_read(const char *path, int want_labels, idx_file *out,
             cap = ncap;
         }
         want = cap - got;
-        r = gz_read_full(g, bytes + got, want);
-        if (r < 0) {
+        r = gz_read_full(g, bytes + got, want, &failed);
+        got += r;
+        if (failed) {
             int code;
             gzerror(g, &code);
             if (code == Z_BUF_ERROR) {
@@ -236,8 +243,7 @@ static int idx_read(const char *path, int want_labels, idx_file *out,
             }
             goto out;
         }
-        got += (size_t)r;
-        if ((size_t)r < want) {
+        if (r < want) {
             seterr(err, errlen, "%s: truncated: expected %zu bytes of %s, got "
                    "%zu", path, total, what, got);
             goto out;
@@ -245,8 +251,8 @@ static int idx_read(const char *path, int want_labels, idx_file *out,
     }
     /* One more byte: there should be none, and for gzip this also makes
      * zlib check the stream's CRC and length. */
-    r = gz_read_full(g, head, 1);
-    if (r < 0) {
+    r = gz_read_full(g, head, 1, &failed);
+    if (failed) {
         seterr(err, errlen, "%s: read error after the %s: %s", path, what,
                gz_message(g));
         goto out;
@@ -353,6 +359,19 @@ static char *trim(char *s)
     return s;
 }
 
+/* Up to 40 bytes of a field for a message, control characters as '?'. */
+static const char *printable(const char *s, char *buf, size_t len)
+{
+    size_t i;
+
+    for (i = 0; s[i] != '\0' && i + 4 < len && i < 40; i++)
+        buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7F ? '?' : s[i];
+    buf[i] = '\0';
+    if (s[i] != '\0')
+        strcpy(buf + i, "...");
+    return buf;
+}
+
 /* Parse a whole trimmed field as a finite number that fits a float. */
 static int parse_number(const char *s, double *out)
 {
@@ -367,6 +386,22 @@ static int parse_number(const char *s, double *out)
         return 0;
     *out = v;
     return 1;
+}
+
+/* 1 if the first comma-separated field of s is a number (s unchanged). */
+static int first_field_is_number(const char *s)
+{
+    char *end;
+    double v;
+
+    while (*s == ' ' || *s == '\t')
+        s++;
+    v = strtod(s, &end);
+    if (end == s || !isfinite(v))
+        return 0;
+    while (*end == ' ' || *end == '\t')
+        end++;
+    return *end == ',' || *end == '\0';
 }
 
 /* Number of comma-separated fields in line. */
@@ -409,7 +444,7 @@ int lm_csv_load(lm_dataset *d, const char *path, int has_label,
     }
 
     while ((len = getline(&line, &linecap, f)) != -1) {
-        char *s = line, *field;
+        char *s = line, *field, pb[48];
         int nf, k;
 
         lineno++;
@@ -426,16 +461,8 @@ int lm_csv_load(lm_dataset *d, const char *path, int has_label,
         nf = count_fields(line);
         if (first) {
             /* A first line whose first field is not a number is a header. */
-            char *comma = strchr(line, ',');
-            double v;
-            int is_header;
-            if (comma)
-                *comma = '\0';
-            is_header = !parse_number(trim(line), &v);
-            if (comma)
-                *comma = ',';
             first = 0;
-            if (is_header)
+            if (!first_field_is_number(line))
                 continue;
         }
         if (nfields < 0) {
@@ -491,14 +518,16 @@ int lm_csv_load(lm_dataset *d, const char *path, int has_label,
                 goto fail;
             }
             if (!parse_number(field, &v)) {
-                seterr(err, errlen, "%s:%ld: field %d '%.40s' is not a "
-                       "finite number", path, lineno, k + 1, field);
+                seterr(err, errlen, "%s:%ld: field %d '%s' is not a "
+                       "finite number", path, lineno, k + 1,
+                       printable(field, pb, sizeof pb));
                 goto fail;
             }
             if (k < label_cols) {
                 if (v != floor(v) || v < INT32_MIN || v > INT32_MAX) {
-                    seterr(err, errlen, "%s:%ld: label '%.40s' is not a "
-                           "whole number", path, lineno, field);
+                    seterr(err, errlen, "%s:%ld: label '%s' is not a "
+                           "whole number", path, lineno,
+                           printable(field, pb, sizeof pb));
                     goto fail;
                 }
                 y[rows] = (int32_t)v;

@@ -21,7 +21,7 @@
  *
  * Build: C99; define LM_BLAS_OPENBLAS to route lm_sgemm to OpenBLAS; link
  * with -lz -lm (and OpenBLAS when LM_BLAS_OPENBLAS is defined).  See
- * runtime/Makefile.inc.
+ * runtime/README.md.
  */
 #ifndef LAMINA_RT_H
 #define LAMINA_RT_H

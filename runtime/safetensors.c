@@ -56,6 +56,30 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
+/*
+ * A name from the file, fit to print in a message: control characters
+ * become '?' (no terminal escapes or line breaks from a hostile file) and
+ * long names are cut, at a UTF-8 character boundary, with "...".
+ */
+static const char *printable(const char *s, char *buf, size_t len)
+{
+    size_t i = 0, n = strlen(s);
+
+    if (n > len - 4) {
+        n = len - 4;
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+            n--;
+    }
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        buf[i] = c < 0x20 || c == 0x7F ? '?' : (char)c;
+    }
+    buf[i] = '\0';
+    if (n < strlen(s))
+        strcpy(buf + i, "...");
+    return buf;
+}
+
 /* ---- the header, as parsed --------------------------------------------- */
 
 typedef struct st_entry {
@@ -109,7 +133,8 @@ static void perr(st_parser *p, const char *what)
     if (p->failed)
         return;
     p->failed = 1;
-    seterr(p->err, p->errlen, "%s: bad safetensors header: %s at byte %zu",
+    seterr(p->err, p->errlen,
+           "%s: bad safetensors header: %s at byte %zu of the JSON",
            p->path, what, p->pos);
 }
 
@@ -639,18 +664,21 @@ static int check_entries(st_header *h, uint64_t data_len, const char *path,
 {
     const st_entry **order;
     uint64_t at = 0;
+    char nb[128];
     int i;
 
     for (i = 0; i < h->ne; i++) {
         const st_entry *e = &h->e[i];
         int size = dtype_size(e->dtype), overflow;
         uint64_t bytes;
+        char db[16];
 
         if (e->begin > e->end || e->end > data_len) {
             seterr(err, errlen,
                    "%s: tensor '%s' has data_offsets [%" PRIu64 ",%" PRIu64
                    "] outside the %" PRIu64 " data bytes of the file",
-                   path, e->name, e->begin, e->end, data_len);
+                   path, printable(e->name, nb, sizeof nb), e->begin, e->end,
+                   data_len);
             return -1;
         }
         if (size == 0)
@@ -661,12 +689,14 @@ static int check_entries(st_header *h, uint64_t data_len, const char *path,
             format_shape(shape, sizeof shape, e->rank, e->shape);
             if (overflow)
                 seterr(err, errlen, "%s: tensor '%s' has shape %s, too large "
-                       "to exist", path, e->name, shape);
+                       "to exist", path, printable(e->name, nb, sizeof nb),
+                       shape);
             else
                 seterr(err, errlen,
                        "%s: tensor '%s' (%s %s) should have %" PRIu64
                        " bytes of data, but its data_offsets span %" PRIu64,
-                       path, e->name, e->dtype, shape, bytes,
+                       path, printable(e->name, nb, sizeof nb),
+                       printable(e->dtype, db, sizeof db), shape, bytes,
                        e->end - e->begin);
             return -1;
         }
@@ -686,7 +716,8 @@ static int check_entries(st_header *h, uint64_t data_len, const char *path,
                    "%s: tensor '%s' has data_offsets [%" PRIu64 ",%" PRIu64
                    "], but the previous tensor's data ends at %" PRIu64
                    " (tensors must be contiguous and must not overlap)",
-                   path, order[i]->name, order[i]->begin, order[i]->end, at);
+                   path, printable(order[i]->name, nb, sizeof nb),
+                   order[i]->begin, order[i]->end, at);
             free(order);
             return -1;
         }
@@ -701,19 +732,21 @@ static int check_entries(st_header *h, uint64_t data_len, const char *path,
         return -1;
     }
 
-    qsort(h->e, (size_t)h->ne, sizeof *h->e, cmp_entry_names);
+    if (h->ne > 1)
+        qsort(h->e, (size_t)h->ne, sizeof *h->e, cmp_entry_names);
     for (i = 1; i < h->ne; i++) {
         if (strcmp(h->e[i - 1].name, h->e[i].name) == 0) {
             seterr(err, errlen, "%s: tensor '%s' appears twice in the header",
-                   path, h->e[i].name);
+                   path, printable(h->e[i].name, nb, sizeof nb));
             return -1;
         }
     }
-    qsort(h->kv, (size_t)h->nkv, sizeof *h->kv, cmp_kv_keys);
+    if (h->nkv > 1) /* (qsort must not see NULL, even for 0 items) */
+        qsort(h->kv, (size_t)h->nkv, sizeof *h->kv, cmp_kv_keys);
     for (i = 1; i < h->nkv; i++) {
         if (strcmp(h->kv[i - 1].key, h->kv[i].key) == 0) {
             seterr(err, errlen, "%s: metadata key '%s' appears twice in the "
-                   "header", path, h->kv[i].key);
+                   "header", path, printable(h->kv[i].key, nb, sizeof nb));
             return -1;
         }
     }
@@ -754,6 +787,7 @@ static int check_request(st_header *h, const lm_tensor *t, int n,
                          const lm_st_meta *meta, int nmeta, unsigned flags,
                          const char *path, char *err, size_t errlen)
 {
+    char nb[128];
     int i, j;
 
     for (i = 0; i < n; i++) {
@@ -777,7 +811,7 @@ static int check_request(st_header *h, const lm_tensor *t, int n,
         if (strcmp(e->dtype, "F32") != 0) {
             seterr(err, errlen,
                    "%s: tensor '%s' has dtype %s; lamina reads only F32",
-                   path, t[i].name, e->dtype);
+                   path, t[i].name, printable(e->dtype, nb, sizeof nb));
             return -1;
         }
         same = e->rank == t[i].rank;
@@ -797,7 +831,7 @@ static int check_request(st_header *h, const lm_tensor *t, int n,
             if (!h->e[i].used) {
                 seterr(err, errlen,
                        "%s: tensor '%s' in the file is not part of the model",
-                       path, h->e[i].name);
+                       path, printable(h->e[i].name, nb, sizeof nb));
                 return -1;
             }
         }

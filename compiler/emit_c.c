@@ -1,0 +1,1431 @@
+/*
+ * emit_c.c — the C emitter: a checked, differentiated, planned graph in,
+ * <prefix>.h and <prefix>.c out.
+ *
+ * The generated code is written to be read. Each node becomes one static
+ * function whose comment gives the operation, the shapes and the formula;
+ * the forward and backward passes are straight lists of calls to them, in
+ * schedule order, on named regions of one float array laid out by plan.c.
+ * Every loop bound except the batch count n is a constant. Nothing is
+ * allocated after create, nothing is global but constant tables, and the
+ * only calls out are to <math.h>, <string.h> and the lamina runtime
+ * (GEMM, random numbers, checkpoint files).
+ *
+ * This file decides how each op is computed in C; it does not decide
+ * shapes (ops.c), gradients (grad.c) or memory (plan.c).
+ */
+#include "lamina.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+#include <sys/stat.h>
+
+typedef struct Emitter {
+    const Graph *g;
+    const Plan *p;
+    const char *prefix, *PREFIX;
+    const char **macro;   /* by tensor id: the name of its memory in C */
+    const char **scratch; /* by node id: the name of its scratch memory */
+    Buf fn;  /* the node functions */
+    Buf fwd; /* calls of the forward pass */
+    Buf bwd; /* calls of the backward pass */
+    Buf *call;
+} Emitter;
+
+/* ---- names ------------------------------------------------------------------ */
+
+/* "c1.pre.grad" -> "c1_pre_grad" */
+static const char *cname(const Emitter *e, const Tensor *t)
+{
+    char *s = arena_strdup(e->g->arena, t->name);
+    for (char *c = s; *c; c++)
+        if (*c == '.')
+            *c = '_';
+    return s;
+}
+
+static const char *upper(const Emitter *e, const char *s)
+{
+    char *u = arena_strdup(e->g->arena, s);
+    for (char *c = u; *c; c++)
+        if (*c >= 'a' && *c <= 'z')
+            *c = (char)(*c - 'a' + 'A');
+    return u;
+}
+
+/* How generated code names a tensor's memory: the caller's x and target,
+ * or a macro for its region of mem. */
+static const char *ref(const Emitter *e, const Tensor *t)
+{
+    while (t->def && (t->def->op == OP_FLATTEN || t->def->op == OP_RESHAPE_DX))
+        t = t->def->in[0]; /* a view is its source's memory */
+    if (t->role == ROLE_INPUT)
+        return "x";
+    if (t->role == ROLE_TARGET)
+        return "target";
+    return e->macro[t->id];
+}
+
+/* Names the generated code or the headers it includes already use, which a
+ * layer's upper-cased name must not take: 1 for a name taken outright,
+ * 2 for one in a reserved family (INT..., LM_..., the model's PREFIX_...),
+ * which no numbered suffix can rescue. */
+static int macro_taken(const Emitter *e, const char *s, const char **names, int n)
+{
+    static const char *const reserved[] = {
+        "NULL", "NAN", "INFINITY", "HUGE_VAL", "HUGE_VALF", "HUGE_VALL", "EOF", "BUFSIZ",
+        "FILENAME_MAX", "FOPEN_MAX", "TMP_MAX", "SEEK_SET", "SEEK_CUR", "SEEK_END",
+        "EXIT_SUCCESS", "EXIT_FAILURE", "RAND_MAX", "MB_CUR_MAX", "MOMENTUM", "ADAM_M",
+        "ADAM_V", "MAX_META", "EDOM", "ERANGE", "EILSEQ", "CAT", "CAT_", "F", "U"};
+    static const char *const prefixes[] = {"INT", "UINT", "SIZE_", "PTRDIFF_", "WCHAR_", "WINT_",
+                                           "SIG", "FP_", "MATH_", "M_", "LM_", "PRI", "SCN", "_"};
+    for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes; i++)
+        if (!strncmp(s, prefixes[i], strlen(prefixes[i])))
+            return 2;
+    size_t lp = strlen(e->PREFIX);
+    if (!strncmp(s, e->PREFIX, lp) && s[lp] == '_')
+        return 2;
+    for (size_t i = 0; i < sizeof reserved / sizeof *reserved; i++)
+        if (!strcmp(s, reserved[i]))
+            return 1;
+    for (int i = 0; i < n; i++)
+        if (names[i] && !strcmp(s, names[i]))
+            return 1;
+    return 0;
+}
+
+/* Gives every tensor and scratch buffer a macro name: its upper-cased
+ * name, or that with _2, _3, ... when the plain one is taken. */
+static void name_macros(Emitter *e)
+{
+    const Graph *g = e->g;
+    int nt = g->tensors.len, nn = g->nodes.len;
+    const char **all = ARENA_ARRAY(g->arena, const char *, nt + nn + 1);
+    e->macro = ARENA_ARRAY(g->arena, const char *, nt + 1);
+    e->scratch = ARENA_ARRAY(g->arena, const char *, nn + 1);
+    int used = 0;
+    for (int i = 0; i < nt + nn; i++) {
+        const char *base;
+        if (i < nt) {
+            base = upper(e, cname(e, g->tensors.items[i]));
+        } else {
+            const Node *nd = g->nodes.items[i - nt];
+            if (!e->p->scratch_of[nd->id])
+                continue;
+            base = upper(e, arena_printf(g->arena, "%s_col", cname(e, nd->out)));
+        }
+        if (macro_taken(e, base, all, used) == 2)
+            base = arena_printf(g->arena, "V_%s", base);
+        const char *name = base;
+        for (int k = 2; macro_taken(e, name, all, used); k++)
+            name = arena_printf(g->arena, "%s_%d", base, k);
+        all[used++] = name;
+        if (i < nt)
+            e->macro[i] = name;
+        else
+            e->scratch[i - nt] = name;
+    }
+}
+
+static const char *fn_name(const Emitter *e, const Node *n)
+{
+    return arena_printf(e->g->arena, "%s_%s", n->id < e->g->nforward ? "forward" : "backward",
+                        cname(e, n->out));
+}
+
+/* A float literal C accepts: 2 -> "2.0f", 0.5 -> "0.5f". */
+static const char *flit(const Emitter *e, double v)
+{
+    char b[64];
+    snprintf(b, sizeof b, "%.9g", v);
+    if (!strpbrk(b, ".eEn"))
+        strcat(b, ".0");
+    return arena_printf(e->g->arena, "%sf", b);
+}
+
+/* Per-sample shape text: "[1,28,28]", or "[]" for a scalar. */
+static const char *dims(const Emitter *e, const Tensor *t)
+{
+    Shape s = t->shape;
+    if (t->role != ROLE_PARAM && t->role != ROLE_PGRAD && s.rank > 0) {
+        s.rank--;
+        memmove(s.dim, s.dim + 1, sizeof(int64_t) * (size_t)s.rank);
+    }
+    char b[96];
+    shape_str(&s, b, sizeof b);
+    return arena_strdup(e->g->arena, b);
+}
+
+/* Text of a tensor with its shape: "x[n,1,28,28]", "c1.weight[6,1,5,5]". */
+static const char *typed(const Emitter *e, const Tensor *t)
+{
+    const char *d = dims(e, t);
+    if (t->role == ROLE_PARAM || t->role == ROLE_PGRAD)
+        return arena_printf(e->g->arena, "%s%s", t->name, d);
+    return arena_printf(e->g->arena, "%s[n%s%s", t->name, strcmp(d, "[]") ? "," : "", d + 1);
+}
+
+static int64_t per_sample(const Tensor *t)
+{
+    return t->shape.rank ? shape_elems(&t->shape) / t->shape.dim[0] : 1;
+}
+
+static void fn(Emitter *e, const char *fmt, ...) LM_PRINTF(2, 3);
+static void fn(Emitter *e, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    buf_vprintf(&e->fn, fmt, ap);
+    va_end(ap);
+}
+
+/* The comment that opens every node's function. */
+static void header(Emitter *e, const Node *n, const char *what, const char *formula)
+{
+    const Layer *ly = e->g->layers.items[n->layer];
+    int pad = 60 - (int)(strlen(ly->name) + strlen(what));
+    fn(e, "\n/*\n * %s: %s%*s(line %d)\n", ly->name, what, pad > 1 ? pad : 1, "", n->loc.line);
+    fn(e, " *   ");
+    for (int i = 0; i < n->nin; i++)
+        fn(e, "%s%s", i ? ", " : "", typed(e, n->in[i]));
+    fn(e, " -> %s\n", typed(e, n->out));
+    fn(e, "%s */\n", formula);
+}
+
+/* The call in the pass: name(arg, arg, ..., extra). */
+static void call(Emitter *e, const Node *n, const char *extra)
+{
+    buf_printf(e->call, "    %s(", fn_name(e, n));
+    for (int i = 0; i < n->nin; i++)
+        buf_printf(e->call, "%s, ", ref(e, n->in[i]));
+    buf_printf(e->call, "%s%s%s);\n", ref(e, n->out), extra ? ", " : "", extra ? extra : "");
+}
+
+/* "i * 2 - 1 + p" with the trivial parts left out. */
+static const char *index_expr(const Emitter *e, const char *i, int stride, int pad, const char *k)
+{
+    const char *s = stride == 1 ? i : arena_printf(e->g->arena, "%s * %d", i, stride);
+    return pad ? arena_printf(e->g->arena, "%s - %d + %s", s, pad, k)
+               : arena_printf(e->g->arena, "%s + %s", s, k);
+}
+
+/* ---- dense ------------------------------------------------------------------ */
+
+void emit_dense(Emitter *e, const Node *n)
+{
+    int64_t in = n->in[1]->shape.dim[1], out = n->in[1]->shape.dim[0];
+    header(e, n, arena_printf(e->g->arena, "dense, %lld -> %lld", (long long)in, (long long)out),
+           " *   y[s,o] = b[o] + sum_i x[s,i] W[o,i]\n"
+           " *   as one matrix product over the batch: Y = X W^T, after Y = 1 b^T\n");
+    fn(e, "static void %s(const float *restrict x, const float *restrict w,\n"
+          "    const float *restrict b, float *restrict y, int n)\n{\n", fn_name(e, n));
+    fn(e, "    for (int s = 0; s < n; s++)\n"
+          "        memcpy(y + (size_t)s * %lld, b, %lld * sizeof(float));\n",
+       (long long)out, (long long)out);
+    fn(e, "    lm_sgemm(0, 1, n, %lld, %lld, 1.0f, x, %lld, w, %lld, 1.0f, y, %lld);\n}\n",
+       (long long)out, (long long)in, (long long)in, (long long)in, (long long)out);
+    call(e, n, "n");
+}
+
+void emit_dense_dw(Emitter *e, const Node *n)
+{
+    int64_t out = n->out->shape.dim[0], in = n->out->shape.dim[1];
+    header(e, n, "gradient of the dense weight",
+           " *   dW[o,i] += sum_s dy[s,o] x[s,i]    (dW += dY^T X)\n");
+    fn(e, "static void %s(const float *restrict dy, const float *restrict x,\n"
+          "    float *restrict dw, int n)\n{\n", fn_name(e, n));
+    fn(e, "    lm_sgemm(1, 0, %lld, %lld, n, 1.0f, dy, %lld, x, %lld, 1.0f, dw, %lld);\n}\n",
+       (long long)out, (long long)in, (long long)out, (long long)in, (long long)in);
+    call(e, n, "n");
+}
+
+void emit_dense_dx(Emitter *e, const Node *n)
+{
+    int64_t out = n->in[1]->shape.dim[0], in = n->in[1]->shape.dim[1];
+    header(e, n, "gradient of the dense input",
+           " *   dx[s,i] = sum_o dy[s,o] W[o,i]    (dX = dY W)\n");
+    fn(e, "static void %s(const float *restrict dy, const float *restrict w,\n"
+          "    float *restrict dx, int n)\n{\n", fn_name(e, n));
+    fn(e, "    lm_sgemm(0, 0, n, %lld, %lld, 1.0f, dy, %lld, w, %lld, 0.0f, dx, %lld);\n}\n",
+       (long long)in, (long long)out, (long long)out, (long long)in, (long long)in);
+    call(e, n, "n");
+}
+
+void emit_bias_db(Emitter *e, const Node *n)
+{
+    const Shape *dy = &n->in[0]->shape;
+    int64_t ch = dy->dim[1], inner = per_sample(n->in[0]) / ch;
+    header(e, n, "gradient of the bias",
+           inner > 1 ? " *   db[f] += sum over s, i, j of dy[s,f,i,j]\n"
+                     : " *   db[o] += sum_s dy[s,o]\n");
+    fn(e, "static void %s(const float *restrict dy, float *restrict db, int n)\n{\n",
+       fn_name(e, n));
+    fn(e, "    for (int s = 0; s < n; s++)\n"
+          "        for (int f = 0; f < %lld; f++) {\n", (long long)ch);
+    if (inner > 1) {
+        fn(e, "            const float *d = dy + ((size_t)s * %lld + f) * %lld;\n"
+              "            float sum = 0.0f;\n"
+              "            for (int k = 0; k < %lld; k++)\n"
+              "                sum += d[k];\n"
+              "            db[f] += sum;\n",
+           (long long)ch, (long long)inner, (long long)inner);
+    } else {
+        fn(e, "            db[f] += dy[(size_t)s * %lld + f];\n", (long long)ch);
+    }
+    fn(e, "        }\n}\n");
+    call(e, n, "n");
+}
+
+/* ---- conv2d ----------------------------------------------------------------- */
+
+/* The geometry of a convolution, read off its forward node. */
+typedef struct Conv {
+    int64_t c, h, w, f, oh, ow, kh, kw, sh, sw, ph, pw;
+    int64_t rows, cols; /* of the column matrix: C*KH*KW by OH*OW */
+    const char *name;   /* of its helpers: im2col_<name> */
+    bool direct;        /* 1x1, stride 1, no padding: columns are x itself */
+} Conv;
+
+static Conv conv_of(const Emitter *e, const Node *n)
+{
+    const Node *fwd = n->op == OP_CONV2D ? n : e->g->nodes.items[n->attr.of_node];
+    const Shape *x = &fwd->in[0]->shape, *y = &fwd->out->shape;
+    Conv c = {x->dim[1], x->dim[2], x->dim[3], y->dim[1], y->dim[2], y->dim[3],
+              fwd->attr.kernel[0], fwd->attr.kernel[1], fwd->attr.stride[0], fwd->attr.stride[1],
+              fwd->attr.pad[0], fwd->attr.pad[1], 0, 0, cname(e, fwd->out), false};
+    c.rows = c.c * c.kh * c.kw;
+    c.cols = c.oh * c.ow;
+    c.direct = c.kh == 1 && c.kw == 1 && c.sh == 1 && c.sw == 1 && c.ph == 0 && c.pw == 0;
+    return c;
+}
+
+static void emit_im2col(Emitter *e, const Conv *c)
+{
+    fn(e, "\n/* Unfolds one sample x[%lld,%lld,%lld] into col[%lld, %lld]: row (c,p,q) holds\n"
+          " * x[c, i*%lld-%lld+p, j*%lld-%lld+q] for every output position (i,j), 0 outside x. */\n",
+       (long long)c->c, (long long)c->h, (long long)c->w, (long long)c->rows, (long long)c->cols,
+       (long long)c->sh, (long long)c->ph, (long long)c->sw, (long long)c->pw);
+    fn(e, "static void im2col_%s(const float *restrict x, float *restrict col)\n{\n", c->name);
+    fn(e, "    for (int c = 0; c < %lld; c++)\n"
+          "        for (int p = 0; p < %lld; p++)\n"
+          "            for (int q = 0; q < %lld; q++) {\n"
+          "                float *row = col + ((c * %lld + p) * %lld + q) * %lld;\n"
+          "                for (int i = 0; i < %lld; i++) {\n"
+          "                    int h = %s;\n",
+       (long long)c->c, (long long)c->kh, (long long)c->kw, (long long)c->kh, (long long)c->kw,
+       (long long)c->cols, (long long)c->oh, index_expr(e, "i", (int)c->sh, (int)c->ph, "p"));
+    fn(e, "                    for (int j = 0; j < %lld; j++) {\n"
+          "                        int w = %s;\n"
+          "                        row[i * %lld + j] = h >= 0 && h < %lld && w >= 0 && w < %lld\n"
+          "                            ? x[(c * %lld + h) * %lld + w] : 0.0f;\n"
+          "                    }\n"
+          "                }\n"
+          "            }\n}\n",
+       (long long)c->ow, index_expr(e, "j", (int)c->sw, (int)c->pw, "q"), (long long)c->ow,
+       (long long)c->h, (long long)c->w, (long long)c->h, (long long)c->w);
+}
+
+static void emit_col2im(Emitter *e, const Conv *c)
+{
+    fn(e, "\n/* Folds col[%lld, %lld] back onto one sample dx[%lld,%lld,%lld], adding where\n"
+          " * windows overlap: the transpose of im2col_%s. */\n",
+       (long long)c->rows, (long long)c->cols, (long long)c->c, (long long)c->h, (long long)c->w,
+       c->name);
+    fn(e, "static void col2im_%s(const float *restrict col, float *restrict dx)\n{\n", c->name);
+    fn(e, "    memset(dx, 0, %lld * sizeof(float));\n", (long long)(c->c * c->h * c->w));
+    fn(e, "    for (int c = 0; c < %lld; c++)\n"
+          "        for (int p = 0; p < %lld; p++)\n"
+          "            for (int q = 0; q < %lld; q++) {\n"
+          "                const float *row = col + ((c * %lld + p) * %lld + q) * %lld;\n"
+          "                for (int i = 0; i < %lld; i++) {\n"
+          "                    int h = %s;\n"
+          "                    if (h < 0 || h >= %lld)\n"
+          "                        continue;\n",
+       (long long)c->c, (long long)c->kh, (long long)c->kw, (long long)c->kh, (long long)c->kw,
+       (long long)c->cols, (long long)c->oh, index_expr(e, "i", (int)c->sh, (int)c->ph, "p"),
+       (long long)c->h);
+    fn(e, "                    for (int j = 0; j < %lld; j++) {\n"
+          "                        int w = %s;\n"
+          "                        if (w >= 0 && w < %lld)\n"
+          "                            dx[(c * %lld + h) * %lld + w] += row[i * %lld + j];\n"
+          "                    }\n"
+          "                }\n"
+          "            }\n}\n",
+       (long long)c->ow, index_expr(e, "j", (int)c->sw, (int)c->pw, "q"), (long long)c->w,
+       (long long)c->h, (long long)c->w, (long long)c->ow);
+}
+
+void emit_conv2d(Emitter *e, const Node *n)
+{
+    Conv c = conv_of(e, n);
+    if (!c.direct)
+        emit_im2col(e, &c);
+    const char *what = arena_printf(e->g->arena, "conv2d, %lld filters %lldx%lld, stride %lld,%lld, pad %lld,%lld",
+                                    (long long)c.f, (long long)c.kh, (long long)c.kw,
+                                    (long long)c.sh, (long long)c.sw, (long long)c.ph, (long long)c.pw);
+    const char *formula = arena_printf(
+        e->g->arena,
+        " *   y[s,f,i,j] = b[f] + sum_{c,p,q} W[f,c,p,q] x[s, c, i*%lld-%lld+p, j*%lld-%lld+q]\n"
+        " *   per sample, %s\n"
+        " *   then one matrix product y[%lld, %lld] = W[%lld, %lld] col[%lld, %lld]\n",
+        (long long)c.sh, (long long)c.ph, (long long)c.sw, (long long)c.pw,
+        c.direct ? "a 1x1 convolution reads x as the columns directly"
+                 : "unfold x into columns (im2col),",
+        (long long)c.f, (long long)c.cols, (long long)c.f, (long long)c.rows, (long long)c.rows,
+        (long long)c.cols);
+    header(e, n, what, formula);
+    fn(e, "static void %s(const float *restrict x, const float *restrict w,\n"
+          "    const float *restrict b, float *restrict y, float *restrict col, int n)\n{\n",
+       fn_name(e, n));
+    if (c.direct)
+        fn(e, "    (void)col;\n");
+    fn(e, "    for (int s = 0; s < n; s++) {\n"
+          "        const float *xs = x + (size_t)s * %lld;\n"
+          "        float *ys = y + (size_t)s * %lld;\n",
+       (long long)(c.c * c.h * c.w), (long long)(c.f * c.cols));
+    if (!c.direct)
+        fn(e, "        im2col_%s(xs, col);\n", c.name);
+    fn(e, "        for (int f = 0; f < %lld; f++)\n"
+          "            for (int k = 0; k < %lld; k++)\n"
+          "                ys[f * %lld + k] = b[f];\n"
+          "        lm_sgemm(0, 0, %lld, %lld, %lld, 1.0f, w, %lld, %s, %lld, 1.0f, ys, %lld);\n"
+          "    }\n}\n",
+       (long long)c.f, (long long)c.cols, (long long)c.cols, (long long)c.f, (long long)c.cols,
+       (long long)c.rows, (long long)c.rows, c.direct ? "xs" : "col", (long long)c.cols,
+       (long long)c.cols);
+    call(e, n, arena_printf(e->g->arena, "%s, n", e->scratch[n->id]));
+}
+
+static const char *scratch_ref(const Emitter *e, const Node *n)
+{
+    return e->scratch[n->id];
+}
+
+void emit_conv2d_dw(Emitter *e, const Node *n)
+{
+    Conv c = conv_of(e, n);
+    header(e, n, "gradient of the conv2d weight",
+           arena_printf(e->g->arena,
+                        " *   dW[f,c,p,q] += sum_{s,i,j} dy[s,f,i,j] x[s, c, i*%lld-%lld+p, j*%lld-%lld+q]\n"
+                        " *   per sample: dW[%lld, %lld] += dy[%lld, %lld] col[%lld, %lld]^T\n",
+                        (long long)c.sh, (long long)c.ph, (long long)c.sw, (long long)c.pw,
+                        (long long)c.f, (long long)c.rows, (long long)c.f, (long long)c.cols,
+                        (long long)c.rows, (long long)c.cols));
+    fn(e, "static void %s(const float *restrict dy, const float *restrict x,\n"
+          "    float *restrict dw, float *restrict col, int n)\n{\n", fn_name(e, n));
+    if (c.direct)
+        fn(e, "    (void)col;\n");
+    fn(e, "    for (int s = 0; s < n; s++) {\n"
+          "        const float *xs = x + (size_t)s * %lld;\n"
+          "        const float *dys = dy + (size_t)s * %lld;\n",
+       (long long)(c.c * c.h * c.w), (long long)(c.f * c.cols));
+    if (!c.direct)
+        fn(e, "        im2col_%s(xs, col);\n", c.name);
+    fn(e, "        lm_sgemm(0, 1, %lld, %lld, %lld, 1.0f, dys, %lld, %s, %lld, 1.0f, dw, %lld);\n"
+          "    }\n}\n",
+       (long long)c.f, (long long)c.rows, (long long)c.cols, (long long)c.cols,
+       c.direct ? "xs" : "col", (long long)c.cols, (long long)c.rows);
+    call(e, n, arena_printf(e->g->arena, "%s, n", scratch_ref(e, n)));
+}
+
+void emit_conv2d_dx(Emitter *e, const Node *n)
+{
+    Conv c = conv_of(e, n);
+    if (!c.direct)
+        emit_col2im(e, &c);
+    header(e, n, "gradient of the conv2d input",
+           arena_printf(e->g->arena,
+                        " *   dx[s,c,h,w] = sum of W[f,c,p,q] dy[s,f,i,j] over h = i*%lld-%lld+p, w = j*%lld-%lld+q\n"
+                        " *   per sample: col[%lld, %lld] = W[%lld, %lld]^T dy[%lld, %lld], folded back (col2im)\n",
+                        (long long)c.sh, (long long)c.ph, (long long)c.sw, (long long)c.pw,
+                        (long long)c.rows, (long long)c.cols, (long long)c.f, (long long)c.rows,
+                        (long long)c.f, (long long)c.cols));
+    fn(e, "static void %s(const float *restrict dy, const float *restrict w,\n"
+          "    float *restrict dx, float *restrict col, int n)\n{\n", fn_name(e, n));
+    if (c.direct)
+        fn(e, "    (void)col;\n");
+    fn(e, "    for (int s = 0; s < n; s++) {\n"
+          "        const float *dys = dy + (size_t)s * %lld;\n"
+          "        float *dxs = dx + (size_t)s * %lld;\n",
+       (long long)(c.f * c.cols), (long long)(c.c * c.h * c.w));
+    fn(e, "        lm_sgemm(1, 0, %lld, %lld, %lld, 1.0f, w, %lld, dys, %lld, 0.0f, %s, %lld);\n",
+       (long long)c.rows, (long long)c.cols, (long long)c.f, (long long)c.rows, (long long)c.cols,
+       c.direct ? "dxs" : "col", (long long)c.cols);
+    if (!c.direct)
+        fn(e, "        col2im_%s(col, dxs);\n", c.name);
+    fn(e, "    }\n}\n");
+    call(e, n, arena_printf(e->g->arena, "%s, n", scratch_ref(e, n)));
+}
+
+/* ---- pooling ---------------------------------------------------------------- */
+
+typedef struct Pool {
+    int64_t c, h, w, oh, ow, kh, kw, sh, sw, ph, pw;
+} Pool;
+
+static Pool pool_of(const Emitter *e, const Node *n)
+{
+    const Node *fwd = n->id < e->g->nforward ? n : e->g->nodes.items[n->attr.of_node];
+    const Shape *x = &fwd->in[0]->shape, *y = &fwd->out->shape;
+    Pool p = {x->dim[1], x->dim[2], x->dim[3], y->dim[2], y->dim[3], fwd->attr.kernel[0],
+              fwd->attr.kernel[1], fwd->attr.stride[0], fwd->attr.stride[1], fwd->attr.pad[0],
+              fwd->attr.pad[1]};
+    return p;
+}
+
+/* The loops over one output position's window, with h, w in the input. */
+static void window_loops(Emitter *e, const Pool *p, const char *indent)
+{
+    fn(e, "%sfor (int p = 0; p < %lld; p++)\n"
+          "%s    for (int q = 0; q < %lld; q++) {\n"
+          "%s        int h = %s, w = %s;\n"
+          "%s        if (h < 0 || h >= %lld || w < 0 || w >= %lld)\n"
+          "%s            continue;\n",
+       indent, (long long)p->kh, indent, (long long)p->kw, indent,
+       index_expr(e, "i", (int)p->sh, (int)p->ph, "p"),
+       index_expr(e, "j", (int)p->sw, (int)p->pw, "q"), indent, (long long)p->h,
+       (long long)p->w, indent);
+}
+
+static void pool_outer(Emitter *e, const Pool *p)
+{
+    fn(e, "    for (int s = 0; s < n; s++)\n"
+          "        for (int c = 0; c < %lld; c++) {\n"
+          "            const size_t in = ((size_t)s * %lld + c) * %lld;\n"
+          "            const size_t out = ((size_t)s * %lld + c) * %lld;\n"
+          "            for (int i = 0; i < %lld; i++)\n"
+          "                for (int j = 0; j < %lld; j++) {\n",
+       (long long)p->c, (long long)p->c, (long long)(p->h * p->w), (long long)p->c,
+       (long long)(p->oh * p->ow), (long long)p->oh, (long long)p->ow);
+}
+
+static const char *pool_what(const Emitter *e, const char *op, const Pool *p)
+{
+    return arena_printf(e->g->arena, "%s %lldx%lld, stride %lld,%lld, pad %lld,%lld", op,
+                        (long long)p->kh, (long long)p->kw, (long long)p->sh, (long long)p->sw,
+                        (long long)p->ph, (long long)p->pw);
+}
+
+void emit_maxpool(Emitter *e, const Node *n)
+{
+    Pool p = pool_of(e, n);
+    header(e, n, pool_what(e, "maxpool", &p),
+           " *   y[s,c,i,j] = max over the window of x (padding never wins)\n");
+    fn(e, "static void %s(const float *restrict x, float *restrict y, int n)\n{\n", fn_name(e, n));
+    pool_outer(e, &p);
+    fn(e, "                    float best = -INFINITY;\n");
+    window_loops(e, &p, "                    ");
+    fn(e, "                            if (x[in + h * %lld + w] > best)\n"
+          "                                best = x[in + h * %lld + w];\n"
+          "                        }\n"
+          "                    y[out + i * %lld + j] = best;\n"
+          "                }\n"
+          "        }\n}\n",
+       (long long)p.w, (long long)p.w, (long long)p.ow);
+    call(e, n, "n");
+}
+
+void emit_maxpool_dx(Emitter *e, const Node *n)
+{
+    Pool p = pool_of(e, n);
+    header(e, n, "gradient of maxpool",
+           " *   dx[s,c,h,w] = sum of dy[s,c,i,j] over the windows whose first maximum is x[s,c,h,w]\n");
+    fn(e, "static void %s(const float *restrict dy, const float *restrict x,\n"
+          "    float *restrict dx, int n)\n{\n", fn_name(e, n));
+    fn(e, "    memset(dx, 0, (size_t)n * %lld * sizeof(float));\n",
+       (long long)(p.c * p.h * p.w));
+    pool_outer(e, &p);
+    fn(e, "                    float best = -INFINITY;\n"
+          "                    size_t arg = in;\n");
+    window_loops(e, &p, "                    ");
+    fn(e, "                            if (x[in + h * %lld + w] > best) {\n"
+          "                                best = x[in + h * %lld + w];\n"
+          "                                arg = in + h * %lld + w;\n"
+          "                            }\n"
+          "                        }\n"
+          "                    dx[arg] += dy[out + i * %lld + j];\n"
+          "                }\n"
+          "        }\n}\n",
+       (long long)p.w, (long long)p.w, (long long)p.w, (long long)p.ow);
+    call(e, n, "n");
+}
+
+void emit_avgpool(Emitter *e, const Node *n)
+{
+    Pool p = pool_of(e, n);
+    header(e, n, pool_what(e, "avgpool", &p),
+           arena_printf(e->g->arena,
+                        " *   y[s,c,i,j] = (1/%lld) sum over the window of x, padding counting as 0\n"
+                        " *   (PyTorch's AvgPool2d default, count_include_pad=True)\n",
+                        (long long)(p.kh * p.kw)));
+    fn(e, "static void %s(const float *restrict x, float *restrict y, int n)\n{\n", fn_name(e, n));
+    pool_outer(e, &p);
+    fn(e, "                    float sum = 0.0f;\n");
+    window_loops(e, &p, "                    ");
+    fn(e, "                            sum += x[in + h * %lld + w];\n"
+          "                        }\n"
+          "                    y[out + i * %lld + j] = sum * (1.0f / %lld);\n"
+          "                }\n"
+          "        }\n}\n",
+       (long long)p.w, (long long)p.ow, (long long)(p.kh * p.kw));
+    call(e, n, "n");
+}
+
+void emit_avgpool_dx(Emitter *e, const Node *n)
+{
+    Pool p = pool_of(e, n);
+    header(e, n, "gradient of avgpool",
+           arena_printf(e->g->arena, " *   dx[s,c,h,w] = (1/%lld) sum of dy over the windows that contain (h,w)\n",
+                        (long long)(p.kh * p.kw)));
+    fn(e, "static void %s(const float *restrict dy, float *restrict dx, int n)\n{\n", fn_name(e, n));
+    fn(e, "    memset(dx, 0, (size_t)n * %lld * sizeof(float));\n",
+       (long long)(p.c * p.h * p.w));
+    pool_outer(e, &p);
+    fn(e, "                    const float g = dy[out + i * %lld + j] * (1.0f / %lld);\n",
+       (long long)p.ow, (long long)(p.kh * p.kw));
+    window_loops(e, &p, "                    ");
+    fn(e, "                            dx[in + h * %lld + w] += g;\n"
+          "                        }\n"
+          "                }\n"
+          "        }\n}\n",
+       (long long)p.w);
+    call(e, n, "n");
+}
+
+/* ---- views and dropout ------------------------------------------------------ */
+
+void emit_view(Emitter *e, const Node *n)
+{
+    buf_printf(e->call, "    /* %s: %s is %s seen as %s: the same memory, nothing to do */\n",
+               ((const Layer *)e->g->layers.items[n->layer])->name, n->out->name,
+               n->in[0]->name, dims(e, n->out));
+}
+
+/* The mask is drawn from a counter-based generator: element k of sample s
+ * at optimizer step t keeps its value when uniform(seed, stream, counter) >=
+ * p, so backward draws the same mask again without storing it. */
+static const char *dropout_mask(const Emitter *e, const Node *fwd)
+{
+    return arena_printf(e->g->arena,
+                        " *   keep = lm_rand_uniform(seed, %d, (step * %lld + s) * %lld + k) >= %g\n",
+                        fwd->id, (long long)e->g->train.batch, (long long)per_sample(fwd->out),
+                        fwd->attr.p);
+}
+
+void emit_dropout(Emitter *e, const Node *n)
+{
+    header(e, n, arena_printf(e->g->arena, "dropout, p = %g", n->attr.p),
+           arena_printf(e->g->arena, " *   training: y = keep ? x / (1 - p) : 0, with\n%s"
+                                     " *   otherwise: y = x\n", dropout_mask(e, n)));
+    int64_t k = per_sample(n->out);
+    fn(e, "static void %s(const float *restrict x, float *restrict y, int n,\n"
+          "    int training, uint64_t seed, int64_t step)\n{\n", fn_name(e, n));
+    fn(e, "    if (!training) {\n"
+          "        memcpy(y, x, (size_t)n * %lld * sizeof(float));\n"
+          "        return;\n"
+          "    }\n", (long long)k);
+    fn(e, "    for (int s = 0; s < n; s++)\n"
+          "        for (int k = 0; k < %lld; k++) {\n"
+          "            uint64_t counter = ((uint64_t)step * %lld + (uint64_t)s) * %lld + (uint64_t)k;\n"
+          "            size_t i = (size_t)s * %lld + k;\n"
+          "            y[i] = lm_rand_uniform(seed, %d, counter) >= %s ? x[i] * %s : 0.0f;\n"
+          "        }\n}\n",
+       (long long)k, (long long)e->g->train.batch, (long long)k, (long long)k, n->id,
+       flit(e, n->attr.p), flit(e, 1.0 / (1.0 - n->attr.p)));
+    call(e, n, "n, training, m->seed, m->step");
+}
+
+void emit_dropout_dx(Emitter *e, const Node *n)
+{
+    const Node *fwd = e->g->nodes.items[n->attr.of_node];
+    header(e, n, "gradient of dropout",
+           arena_printf(e->g->arena, " *   dx = keep ? dy / (1 - p) : 0, the forward pass's mask drawn again:\n%s",
+                        dropout_mask(e, fwd)));
+    int64_t k = per_sample(n->out);
+    fn(e, "static void %s(const float *restrict dy, float *restrict dx, int n,\n"
+          "    uint64_t seed, int64_t step)\n{\n", fn_name(e, n));
+    fn(e, "    for (int s = 0; s < n; s++)\n"
+          "        for (int k = 0; k < %lld; k++) {\n"
+          "            uint64_t counter = ((uint64_t)step * %lld + (uint64_t)s) * %lld + (uint64_t)k;\n"
+          "            size_t i = (size_t)s * %lld + k;\n"
+          "            dx[i] = lm_rand_uniform(seed, %d, counter) >= %s ? dy[i] * %s : 0.0f;\n"
+          "        }\n}\n",
+       (long long)k, (long long)e->g->train.batch, (long long)k, (long long)k, fwd->id,
+       flit(e, fwd->attr.p), flit(e, 1.0 / (1.0 - fwd->attr.p)));
+    call(e, n, "n, m->seed, m->step");
+}
+
+/* ---- activations ------------------------------------------------------------ */
+
+typedef struct ActText {
+    const char *formula;  /* y = f(x), for the comment */
+    const char *expr;     /* C for y from x, elementwise */
+    const char *dformula; /* dx = ..., for the comment */
+    const char *dexpr;    /* C for dx from dy and v (y or x, see grad.c) */
+} ActText;
+
+static ActText act_text(const Emitter *e, Op op, double alpha)
+{
+    Arena *a = e->g->arena;
+    switch (op) {
+    case OP_STEP:
+        return (ActText){"y = x > 0 ? 1 : 0  (Heaviside step)", "x[i] > 0.0f ? 1.0f : 0.0f",
+                         "dx = 0  (the step is flat almost everywhere)", "0.0f * dy[i] * v[i]"};
+    case OP_SIGMOID:
+        return (ActText){"y = 1 / (1 + exp(-x))",
+                         "x[i] >= 0.0f ? 1.0f / (1.0f + expf(-x[i])) : expf(x[i]) / (1.0f + expf(x[i]))",
+                         "dx = dy * y * (1 - y)", "dy[i] * v[i] * (1.0f - v[i])"};
+    case OP_TANH:
+        return (ActText){"y = tanh(x)", "tanhf(x[i])", "dx = dy * (1 - y^2)",
+                         "dy[i] * (1.0f - v[i] * v[i])"};
+    case OP_RELU:
+        return (ActText){"y = max(x, 0)", "x[i] > 0.0f ? x[i] : 0.0f", "dx = x > 0 ? dy : 0",
+                         "v[i] > 0.0f ? dy[i] : 0.0f"};
+    case OP_LEAKY_RELU:
+        return (ActText){arena_printf(a, "y = x > 0 ? x : %g x", alpha),
+                         arena_printf(a, "x[i] > 0.0f ? x[i] : %s * x[i]", flit(e, alpha)),
+                         arena_printf(a, "dx = x > 0 ? dy : %g dy", alpha),
+                         arena_printf(a, "v[i] > 0.0f ? dy[i] : %s * dy[i]", flit(e, alpha))};
+    case OP_ELU:
+        return (ActText){arena_printf(a, "y = x > 0 ? x : %g (exp(x) - 1)", alpha),
+                         arena_printf(a, "x[i] > 0.0f ? x[i] : %s * expm1f(x[i])", flit(e, alpha)),
+                         arena_printf(a, "dx = x > 0 ? dy : dy %g exp(x)", alpha),
+                         arena_printf(a, "v[i] > 0.0f ? dy[i] : dy[i] * %s * expf(v[i])", flit(e, alpha))};
+    default:
+        die("internal: %s is not elementwise", op_name(op));
+    }
+}
+
+void emit_act(Emitter *e, const Node *n)
+{
+    ActText t = act_text(e, n->op, n->attr.alpha);
+    header(e, n, op_name(n->op), arena_printf(e->g->arena, " *   %s, elementwise\n", t.formula));
+    fn(e, "static void %s(const float *restrict x, float *restrict y, int n)\n{\n"
+          "    for (size_t i = 0; i < (size_t)n * %lld; i++)\n"
+          "        y[i] = %s;\n}\n",
+       fn_name(e, n), (long long)per_sample(n->out), t.expr);
+    call(e, n, "n");
+}
+
+void emit_softmax(Emitter *e, const Node *n)
+{
+    int64_t k = per_sample(n->out);
+    header(e, n, "softmax",
+           " *   y[s,k] = exp(x[s,k] - m) / sum_j exp(x[s,j] - m), m = max_j x[s,j]\n");
+    fn(e, "static void %s(const float *restrict x, float *restrict y, int n)\n{\n", fn_name(e, n));
+    fn(e, "    for (int s = 0; s < n; s++) {\n"
+          "        const float *xs = x + (size_t)s * %lld;\n"
+          "        float *ys = y + (size_t)s * %lld;\n"
+          "        float m = xs[0], sum = 0.0f;\n"
+          "        for (int k = 1; k < %lld; k++)\n"
+          "            m = xs[k] > m ? xs[k] : m;\n"
+          "        for (int k = 0; k < %lld; k++)\n"
+          "            sum += ys[k] = expf(xs[k] - m);\n"
+          "        for (int k = 0; k < %lld; k++)\n"
+          "            ys[k] /= sum;\n"
+          "    }\n}\n",
+       (long long)k, (long long)k, (long long)k, (long long)k, (long long)k);
+    call(e, n, "n");
+}
+
+void emit_act_dx(Emitter *e, const Node *n)
+{
+    int64_t k = per_sample(n->out);
+    if (n->attr.of == OP_SOFTMAX) {
+        header(e, n, "gradient of softmax",
+               " *   dx[s,k] = y[s,k] (dy[s,k] - sum_j dy[s,j] y[s,j])\n");
+        fn(e, "static void %s(const float *restrict dy, const float *restrict y,\n"
+              "    float *restrict dx, int n)\n{\n", fn_name(e, n));
+        fn(e, "    for (int s = 0; s < n; s++) {\n"
+              "        const size_t o = (size_t)s * %lld;\n"
+              "        float dot = 0.0f;\n"
+              "        for (int k = 0; k < %lld; k++)\n"
+              "            dot += dy[o + k] * y[o + k];\n"
+              "        for (int k = 0; k < %lld; k++)\n"
+              "            dx[o + k] = y[o + k] * (dy[o + k] - dot);\n"
+              "    }\n}\n",
+           (long long)k, (long long)k, (long long)k);
+        call(e, n, "n");
+        return;
+    }
+    ActText t = act_text(e, n->attr.of, n->attr.alpha);
+    header(e, n, arena_printf(e->g->arena, "gradient of %s", op_name(n->attr.of)),
+           arena_printf(e->g->arena, " *   %s, elementwise\n", t.dformula));
+    fn(e, "static void %s(const float *restrict dy, const float *restrict v,\n"
+          "    float *restrict dx, int n)\n{\n"
+          "    for (size_t i = 0; i < (size_t)n * %lld; i++)\n"
+          "        dx[i] = %s;\n}\n",
+       fn_name(e, n), (long long)k, t.dexpr);
+    call(e, n, "n");
+}
+
+/* ---- losses ----------------------------------------------------------------- */
+
+void emit_loss(Emitter *e, const Node *n)
+{
+    int64_t k = per_sample(n->in[0]);
+    const char *target_type = n->in[1]->dtype == DT_I32 ? "int32_t" : "float";
+    switch (n->op) {
+    case OP_SOFTMAX_CE:
+        header(e, n, "softmax cross-entropy, the mean over the batch",
+               " *   loss = (1/n) sum_s [ log sum_k exp(z[s,k]) - z[s, label[s]] ]\n"
+               " *   computed stably as m + log sum_k exp(z[s,k] - m), m = max_k z[s,k];\n"
+               " *   a label outside [0, K) makes the loss NaN\n");
+        break;
+    case OP_SIGMOID_BCE:
+        header(e, n, "binary cross-entropy on sigmoid(z), the mean over all elements",
+               " *   loss = mean of max(z, 0) - z t + log(1 + exp(-|z|))\n"
+               " *   (= -t log sigmoid(z) - (1 - t) log(1 - sigmoid(z)), without overflow)\n");
+        break;
+    case OP_MSE:
+        header(e, n, "mean squared error, the mean over all elements",
+               " *   loss = mean of (y - t)^2\n");
+        break;
+    case OP_PERCEPTRON:
+        header(e, n, "the perceptron criterion, the mean over the batch",
+               " *   loss = (1/n) sum_s max(0, -y[s] z[s]), y = 2 label - 1 in {-1, +1}\n");
+        break;
+    default:
+        die("internal: %s is not a loss", op_name(n->op));
+    }
+    fn(e, "static void %s(const float *restrict z, const %s *restrict target,\n"
+          "    float *restrict loss, int n)\n{\n", fn_name(e, n), target_type);
+    fn(e, "    double sum = 0.0;\n");
+    switch (n->op) {
+    case OP_SOFTMAX_CE:
+        fn(e, "    for (int s = 0; s < n; s++) {\n"
+              "        const float *zs = z + (size_t)s * %lld;\n"
+              "        float m = zs[0];\n"
+              "        double e = 0.0;\n"
+              "        for (int k = 1; k < %lld; k++)\n"
+              "            m = zs[k] > m ? zs[k] : m;\n"
+              "        for (int k = 0; k < %lld; k++)\n"
+              "            e += exp((double)(zs[k] - m));\n"
+              "        if (target[s] < 0 || target[s] >= %lld) {\n"
+              "            *loss = NAN;\n"
+              "            return;\n"
+              "        }\n"
+              "        sum += (double)m + log(e) - (double)zs[target[s]];\n"
+              "    }\n"
+              "    *loss = (float)(sum / n);\n}\n",
+           (long long)k, (long long)k, (long long)k, (long long)k);
+        break;
+    case OP_SIGMOID_BCE:
+        fn(e, "    for (size_t i = 0; i < (size_t)n * %lld; i++) {\n"
+              "        double x = z[i];\n"
+              "        sum += (x > 0 ? x : 0) - x * target[i] + log1p(exp(-fabs(x)));\n"
+              "    }\n"
+              "    *loss = (float)(sum / ((double)n * %lld));\n}\n",
+           (long long)k, (long long)k);
+        break;
+    case OP_MSE:
+        fn(e, "    for (size_t i = 0; i < (size_t)n * %lld; i++) {\n"
+              "        double d = (double)z[i] - (double)target[i];\n"
+              "        sum += d * d;\n"
+              "    }\n"
+              "    *loss = (float)(sum / ((double)n * %lld));\n}\n",
+           (long long)k, (long long)k);
+        break;
+    default: /* perceptron */
+        fn(e, "    for (int s = 0; s < n; s++) {\n"
+              "        double y = target[s] ? 1.0 : -1.0, m = -y * z[s];\n"
+              "        sum += m > 0 ? m : 0;\n"
+              "    }\n"
+              "    *loss = (float)(sum / n);\n}\n");
+        break;
+    }
+    call(e, n, "n");
+}
+
+void emit_loss_dx(Emitter *e, const Node *n)
+{
+    int64_t k = per_sample(n->out);
+    const char *target_type = n->in[1]->dtype == DT_I32 ? "int32_t" : "float";
+    switch (n->attr.of) {
+    case OP_SOFTMAX_CE:
+        header(e, n, "gradient of softmax cross-entropy",
+               " *   dz[s,k] = (softmax(z[s])[k] - [k == label[s]]) / n\n");
+        break;
+    case OP_SIGMOID_BCE:
+        header(e, n, "gradient of sigmoid binary cross-entropy",
+               arena_printf(e->g->arena, " *   dz = (sigmoid(z) - t) / (n * %lld)\n", (long long)k));
+        break;
+    case OP_MSE:
+        header(e, n, "gradient of the mean squared error",
+               arena_printf(e->g->arena, " *   dy = 2 (y - t) / (n * %lld)\n", (long long)k));
+        break;
+    case OP_PERCEPTRON:
+        header(e, n, "gradient of the perceptron criterion",
+               " *   dz[s] = -y[s] / n when the step misclassifies s (step(z) != label), else 0;\n"
+               " *   under SGD with lr 1 and batch 1 this is Rosenblatt's rule\n"
+               " *   w <- w + (label - step(z)) x\n");
+        break;
+    default:
+        die("internal: no loss gradient for %s", op_name(n->attr.of));
+    }
+    fn(e, "static void %s(const float *restrict z, const %s *restrict target,\n"
+          "    float *restrict dz, int n)\n{\n", fn_name(e, n), target_type);
+    switch (n->attr.of) {
+    case OP_SOFTMAX_CE:
+        fn(e, "    for (int s = 0; s < n; s++) {\n"
+              "        const float *zs = z + (size_t)s * %lld;\n"
+              "        float *ds = dz + (size_t)s * %lld;\n"
+              "        float m = zs[0], sum = 0.0f;\n"
+              "        for (int k = 1; k < %lld; k++)\n"
+              "            m = zs[k] > m ? zs[k] : m;\n"
+              "        for (int k = 0; k < %lld; k++)\n"
+              "            sum += ds[k] = expf(zs[k] - m);\n"
+              "        for (int k = 0; k < %lld; k++)\n"
+              "            ds[k] = (ds[k] / sum - (k == target[s])) / (float)n;\n"
+              "    }\n}\n",
+           (long long)k, (long long)k, (long long)k, (long long)k, (long long)k);
+        break;
+    case OP_SIGMOID_BCE:
+        fn(e, "    const float scale = 1.0f / ((float)n * %lld);\n"
+              "    for (size_t i = 0; i < (size_t)n * %lld; i++) {\n"
+              "        float p = z[i] >= 0.0f ? 1.0f / (1.0f + expf(-z[i])) : expf(z[i]) / (1.0f + expf(z[i]));\n"
+              "        dz[i] = (p - target[i]) * scale;\n"
+              "    }\n}\n",
+           (long long)k, (long long)k);
+        break;
+    case OP_MSE:
+        fn(e, "    const float scale = 2.0f / ((float)n * %lld);\n"
+              "    for (size_t i = 0; i < (size_t)n * %lld; i++)\n"
+              "        dz[i] = (z[i] - target[i]) * scale;\n}\n",
+           (long long)k, (long long)k);
+        break;
+    default:
+        fn(e, "    for (int s = 0; s < n; s++) {\n"
+              "        int predicted = z[s] > 0.0f;\n"
+              "        dz[s] = predicted == (target[s] != 0) ? 0.0f : (target[s] ? -1.0f : 1.0f) / (float)n;\n"
+              "    }\n}\n");
+        break;
+    }
+    call(e, n, "n");
+}
+
+/* ---- the whole file ----------------------------------------------------------- */
+
+static const Tensor *loss_target(const Graph *g)
+{
+    return g->loss_node ? g->loss_node->in[1] : NULL;
+}
+
+static void emit_layout(Emitter *e, Buf *c)
+{
+    const Plan *p = e->p;
+    buf_printf(c, "/*\n * Memory: one array of %lld floats, laid out at compile time (laminac\n"
+                  " * --emit=plan prints this table with each buffer's lifetime). Regions of\n"
+                  " * the work area whose lifetimes do not overlap share memory.\n */\n",
+               (long long)p->total);
+    for (int i = 0; i < p->bufs.len; i++) {
+        const Buffer *b = p->bufs.items[i];
+        const char *name;
+        const char *shape = "";
+        if (b->t) {
+            name = e->macro[b->t->id];
+            shape = b->t->role == ROLE_PARAM || b->t->role == ROLE_PGRAD
+                        ? dims(e, b->t)
+                        : arena_printf(e->g->arena, "[n%s%s", strcmp(dims(e, b->t), "[]") ? "," : "",
+                                       dims(e, b->t) + 1);
+        } else if (b->node) {
+            name = e->scratch[b->node->id];
+            shape = "im2col columns of one sample";
+        } else {
+            char *s = arena_strdup(e->g->arena, b->name);
+            for (char *q = s; *q; q++)
+                if (*q == '.')
+                    *q = '_';
+            name = upper(e, s);
+            shape = "one per parameter";
+        }
+        buf_printf(c, "#define %-24s (mem + %lld) /* %-7s %s */\n", name, (long long)b->offset,
+                   bufkind_name(b->kind), shape);
+    }
+    for (int i = 0; i < e->g->tensors.len; i++) {
+        const Tensor *t = e->g->tensors.items[i];
+        if (t->def && (t->def->op == OP_FLATTEN || t->def->op == OP_RESHAPE_DX))
+            buf_printf(c, "/* %s is %s seen as %s */\n", t->name, t->def->in[0]->name,
+                       dims(e, t));
+    }
+    buf_puts(c, "\n");
+}
+
+static void emit_param_table(Emitter *e, Buf *c)
+{
+    const Graph *g = e->g;
+    buf_printf(c, "const %s_param %s_param_table[%s_NUM_TENSORS] = {\n", e->prefix, e->prefix, e->PREFIX);
+    for (int i = 0; i < g->params.len; i++) {
+        const Tensor *t = g->params.items[i];
+        const Buffer *b = e->p->of_tensor[t->id];
+        buf_printf(c, "    {\"%s\", %d, {", t->name, t->shape.rank);
+        for (int k = 0; k < LM_MAX_RANK; k++)
+            buf_printf(c, "%s%lld", k ? ", " : "", (long long)(k < t->shape.rank ? t->shape.dim[k] : 0));
+        buf_printf(c, "}, %lld, %lld},\n", (long long)b->offset, (long long)b->size);
+    }
+    buf_puts(c, "};\n\n");
+}
+
+/* The initialiser of each parameter, as PyTorch's torch.nn.init names it. */
+static void emit_init(Emitter *e, Buf *c)
+{
+    const Graph *g = e->g;
+    buf_printf(c, "/* Parameters drawn from the distributions PyTorch uses (its generator's\n"
+                  " * exact values are not reproduced: the stream is lamina's own). */\n"
+                  "static void init_params(float *mem, uint64_t seed)\n{\n"
+                  "    (void)mem;\n    (void)seed;\n");
+    for (int i = 0; i < g->params.len; i++) {
+        const Tensor *t = g->params.items[i];
+        const char *ref_ = e->macro[t->id];
+        int64_t count = shape_elems(&t->shape);
+        bool bias = strstr(t->name, ".bias") != NULL;
+        double fi = (double)t->fan_in, fo = (double)t->fan_out;
+        switch (t->init) {
+        case INIT_DEFAULT:
+            buf_printf(c, "    /* %s: U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in %lld (torch's default) */\n"
+                          "    lm_fill_uniform(%s, %lld, -%s, %s, seed, %d);\n",
+                       t->name, (long long)t->fan_in, ref_, (long long)count, flit(e, 1 / sqrt(fi)),
+                       flit(e, 1 / sqrt(fi)), i);
+            break;
+        case INIT_ZEROS:
+            buf_printf(c, "    /* %s: zeros (already) */\n", t->name);
+            break;
+        default:
+            if (bias) {
+                buf_printf(c, "    /* %s: zeros (already) */\n", t->name);
+                break;
+            }
+            if (t->init == INIT_XAVIER_UNIFORM)
+                buf_printf(c, "    /* %s: xavier_uniform, U(-a, a), a = sqrt(6 / (fan_in + fan_out)) */\n"
+                              "    lm_fill_uniform(%s, %lld, -%s, %s, seed, %d);\n",
+                           t->name, ref_, (long long)count, flit(e, sqrt(6 / (fi + fo))),
+                           flit(e, sqrt(6 / (fi + fo))), i);
+            else if (t->init == INIT_XAVIER_NORMAL)
+                buf_printf(c, "    /* %s: xavier_normal, N(0, 2 / (fan_in + fan_out)) */\n"
+                              "    lm_fill_normal(%s, %lld, 0.0f, %s, seed, %d);\n",
+                           t->name, ref_, (long long)count, flit(e, sqrt(2 / (fi + fo))), i);
+            else if (t->init == INIT_HE_UNIFORM)
+                buf_printf(c, "    /* %s: kaiming_uniform (relu), U(-a, a), a = sqrt(6 / fan_in) */\n"
+                              "    lm_fill_uniform(%s, %lld, -%s, %s, seed, %d);\n",
+                           t->name, ref_, (long long)count, flit(e, sqrt(6 / fi)), flit(e, sqrt(6 / fi)), i);
+            else
+                buf_printf(c, "    /* %s: kaiming_normal (relu), N(0, 2 / fan_in) */\n"
+                              "    lm_fill_normal(%s, %lld, 0.0f, %s, seed, %d);\n",
+                           t->name, ref_, (long long)count, flit(e, sqrt(2 / fi)), i);
+        }
+    }
+    buf_puts(c, "}\n\n");
+}
+
+static void emit_optimizer(Emitter *e, Buf *c)
+{
+    const TrainCfg *t = &e->g->train;
+    long long np = (long long)e->p->nparams;
+    if (t->opt == OPT_SGD) {
+        buf_printf(c, "/*\n * SGD as torch.optim.SGD: for every parameter p with gradient g,\n"
+                      " *   d = g + weight_decay p\n");
+        if (t->momentum > 0)
+            buf_printf(c, " *   buf = momentum buf + d        (buf starts at 0, so step 1 sets buf = d)\n"
+                          " *   d = %s\n", t->nesterov ? "d + momentum buf   (Nesterov)" : "buf");
+        buf_printf(c, " *   p = p - lr d\n * with momentum %g, weight_decay %g.\n */\n", t->momentum,
+                   t->weight_decay);
+        buf_printf(c, "static void optimizer_step(struct %s *m)\n{\n    float *mem = m->mem;\n", e->prefix);
+        buf_printf(c, "    float *restrict p = mem, *restrict g = mem + %lld;\n",
+                   (long long)((const Buffer *)e->p->of_tensor[((Tensor *)e->g->params.items[0])->grad->id])->offset);
+        if (t->momentum > 0)
+            buf_printf(c, "    float *restrict buf = MOMENTUM;\n");
+        buf_printf(c, "    const float lr = m->lr;\n"
+                      "    for (size_t i = 0; i < %lld; i++) {\n"
+                      "        float d = g[i]%s;\n", np,
+                   t->weight_decay > 0 ? arena_printf(e->g->arena, " + %s * p[i]", flit(e, t->weight_decay)) : "");
+        if (t->momentum > 0) {
+            buf_printf(c, "        buf[i] = %s * buf[i] + d;\n", flit(e, t->momentum));
+            if (t->nesterov)
+                buf_printf(c, "        d = d + %s * buf[i];\n", flit(e, t->momentum));
+            else
+                buf_printf(c, "        d = buf[i];\n");
+        }
+        buf_printf(c, "        p[i] -= lr * d;\n    }\n    m->step++;\n}\n\n");
+    } else {
+        buf_printf(c, "/*\n * Adam as torch.optim.Adam: for every parameter p with gradient g, at step t,\n"
+                      " *   g = g + weight_decay p\n"
+                      " *   m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2\n"
+                      " *   p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)\n"
+                      " * with beta1 %g, beta2 %g, eps %g, weight_decay %g.\n */\n",
+                   t->beta1, t->beta2, t->eps, t->weight_decay);
+        buf_printf(c, "static void optimizer_step(struct %s *m)\n{\n    float *mem = m->mem;\n", e->prefix);
+        buf_printf(c, "    float *restrict p = mem, *restrict g = mem + %lld;\n"
+                      "    float *restrict mo = ADAM_M, *restrict v = ADAM_V;\n",
+                   (long long)((const Buffer *)e->p->of_tensor[((Tensor *)e->g->params.items[0])->grad->id])->offset);
+        buf_printf(c, "    const double t = (double)(m->step + 1);\n"
+                      "    const float step_size = (float)(m->lr / (1.0 - pow(%.17g, t)));\n"
+                      "    const float bc2_sqrt = (float)sqrt(1.0 - pow(%.17g, t));\n"
+                      "    for (size_t i = 0; i < %lld; i++) {\n"
+                      "        float d = g[i]%s;\n"
+                      "        mo[i] = %s * mo[i] + %s * d;\n"
+                      "        v[i] = %s * v[i] + %s * d * d;\n"
+                      "        p[i] -= step_size * mo[i] / (sqrtf(v[i]) / bc2_sqrt + %s);\n"
+                      "    }\n    m->step++;\n}\n\n",
+                   t->beta1, t->beta2, np,
+                   t->weight_decay > 0 ? arena_printf(e->g->arena, " + %s * p[i]", flit(e, t->weight_decay)) : "",
+                   flit(e, t->beta1), flit(e, 1 - t->beta1), flit(e, t->beta2), flit(e, 1 - t->beta2),
+                   flit(e, t->eps));
+    }
+}
+
+/* The checkpoint: every parameter by name, and the optimizer state as
+ * "<param>.momentum_buffer" or "<param>.exp_avg" / "<param>.exp_avg_sq"
+ * (PyTorch's names in an optimizer's state). */
+static int opt_slots(const Emitter *e, const char **suffix, const char **macro)
+{
+    if (!e->p->training)
+        return 0;
+    if (e->p->momentum) {
+        suffix[0] = "momentum_buffer";
+        macro[0] = "MOMENTUM";
+        return 1;
+    }
+    if (e->p->adam_m) {
+        suffix[0] = "exp_avg";
+        macro[0] = "ADAM_M";
+        suffix[1] = "exp_avg_sq";
+        macro[1] = "ADAM_V";
+        return 2;
+    }
+    return 0;
+}
+
+static void emit_checkpoint(Emitter *e, Buf *c)
+{
+    const char *suffix[2], *macro[2];
+    int nslots = opt_slots(e, suffix, macro);
+    int np = e->g->params.len;
+    const char *P = e->prefix, *U = e->PREFIX;
+    /* The names of the optimizer's tensors, as a table. */
+    if (nslots) {
+        buf_printf(c, "static const char *const opt_names[%d][%s_NUM_TENSORS] = {\n", nslots, U);
+        for (int s = 0; s < nslots; s++) {
+            buf_puts(c, "    {");
+            for (int i = 0; i < np; i++)
+                buf_printf(c, "%s\"%s.%s\"", i ? ", " : "", ((Tensor *)e->g->params.items[i])->name,
+                           suffix[s]);
+            buf_puts(c, "},\n");
+        }
+        buf_puts(c, "};\n\n");
+    }
+    buf_printf(c, "/* The tensors of a checkpoint, pointing into m: parameters, then (with_opt)\n"
+                  " * the optimizer's state. Returns how many. */\n"
+                  "static int checkpoint_tensors(struct %s *m, lm_tensor *t, int with_opt)\n{\n"
+                  "    float *mem = m->mem;\n    int k = 0;\n", P);
+    if (!nslots)
+        buf_puts(c, "    (void)with_opt;\n");
+    buf_printf(c, "    for (int i = 0; i < %s_NUM_TENSORS; i++, k++) {\n"
+                  "        const %s_param *p = &%s_param_table[i];\n"
+                  "        t[k].name = p->name;\n"
+                  "        t[k].rank = p->rank;\n"
+                  "        memcpy(t[k].shape, p->shape, sizeof t[k].shape);\n"
+                  "        t[k].data = mem + p->offset;\n"
+                  "    }\n", U, P, P);
+    for (int s = 0; s < nslots; s++)
+        buf_printf(c, "    for (int i = 0; with_opt && i < %s_NUM_TENSORS; i++, k++) {\n"
+                      "        t[k] = t[i];\n"
+                      "        t[k].name = opt_names[%d][i];\n"
+                      "        t[k].data = %s + %s_param_table[i].offset;\n"
+                      "    }\n", U, s, macro[s], P);
+    buf_puts(c, "    return k;\n}\n\n");
+    int total = np * (1 + nslots);
+    buf_printf(c, "int %s_save_meta(const struct %s *m, const char *path, const char *const *kv, int nkv,\n"
+                  "    char *err, size_t errlen)\n{\n"
+                  "    enum { MAX_META = 32 };\n"
+                  "    lm_tensor t[%d];\n"
+                  "    char step[32], lr[32];\n"
+                  "    snprintf(step, sizeof step, \"%%lld\", (long long)m->step);\n"
+                  "    snprintf(lr, sizeof lr, \"%%.9g\", m->lr);\n"
+                  "    const char *meta[2 * MAX_META] = {\"model\", \"%s\", \"step\", step, \"lr\", lr,\n"
+                  "                                   \"optimizer\", \"%s\"};\n"
+                  "    int nmeta = 4;\n"
+                  "    for (int i = 0; i < nkv && nmeta < MAX_META; i++, nmeta++) {\n"
+                  "        meta[2 * nmeta] = kv[2 * i];\n"
+                  "        meta[2 * nmeta + 1] = kv[2 * i + 1];\n"
+                  "    }\n"
+                  "    int n = checkpoint_tensors((struct %s *)m, t, 1);\n"
+                  "    return lm_st_save(path, t, n, meta, nmeta, err, errlen);\n}\n\n"
+                  "int %s_save(const struct %s *m, const char *path, char *err, size_t errlen)\n{\n"
+                  "    return %s_save_meta(m, path, NULL, 0, err, errlen);\n}\n\n",
+               P, P, total, e->g->name,
+               !e->p->training ? "none" : e->p->momentum ? "sgd" : e->p->adam_m ? "adam" : "sgd",
+               P, P, P, P);
+    buf_printf(c, "int %s_load(struct %s *m, const char *path, char *err, size_t errlen)\n{\n"
+                  "    lm_tensor t[%d];\n"
+                  "    char step[32] = \"\", opt[16] = \"\";\n"
+                  "    lm_st_meta meta[2] = {{\"step\", step, sizeof step, 0}, {\"optimizer\", opt, sizeof opt, 0}};\n"
+                  "    /* With the optimizer's state when the file has it (a resumable\n"
+                  "     * checkpoint), else the parameters alone (e.g. from PyTorch). */\n"
+                  "    int with_opt = %d;\n"
+                  "    if (with_opt && lm_st_load(path, NULL, 0, meta, 2, LM_ST_ALLOW_EXTRA, err, errlen) == 0)\n"
+                  "        with_opt = strcmp(opt, \"%s\") == 0;\n"
+                  "    int n = checkpoint_tensors(m, t, with_opt);\n"
+                  "    if (lm_st_load(path, t, n, meta, 1, LM_ST_ALLOW_EXTRA, err, errlen) != 0)\n"
+                  "        return -1;\n"
+                  "    if (with_opt && meta[0].found)\n"
+                  "        m->step = strtoll(step, NULL, 10);\n"
+                  "    return 0;\n}\n\n",
+               P, P, total, nslots > 0, e->p->momentum ? "sgd" : "adam");
+}
+
+static bool write_file(const char *path, const Buf *b)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "laminac: cannot write '%s': %s\n", path, strerror(errno));
+        return false;
+    }
+    bool ok = fwrite(b->s, 1, b->len, f) == b->len;
+    ok &= fclose(f) == 0;
+    if (!ok)
+        fprintf(stderr, "laminac: cannot write '%s': %s\n", path, strerror(errno));
+    return ok;
+}
+
+static void emit_header(Emitter *e, const EmitOptions *o, Buf *h)
+{
+    const Graph *g = e->g;
+    const char *P = e->prefix, *U = e->PREFIX;
+    const Tensor *tgt = loss_target(g);
+    bool labels = tgt && tgt->dtype == DT_I32;
+    bool train = e->p->training;
+    int64_t in = per_sample(g->input), out = per_sample(g->output);
+    buf_printf(h, "/*\n * %s.h — model '%s', generated by laminac %s from %s.\n"
+                  " * Do not edit: change the model file and compile it again.\n *\n",
+               P, g->name, LAMINA_VERSION, o->source);
+    buf_printf(h, " * Input x[n,%s (%lld floats a sample); output %s[n,%s.\n",
+               dims(e, g->input) + 1, (long long)in, g->output->name, dims(e, g->output) + 1);
+    if (train)
+        buf_printf(h, " * Training: loss %s, %s.\n", op_name(g->loss_node->op),
+                   g->train.opt == OPT_SGD ? "SGD" : "Adam");
+    buf_printf(h, " * Every call takes n samples, 1 <= n <= %s_BATCH. Instances share\n"
+                  " * nothing: any number may be used at once, one thread each.\n */\n",
+               U);
+    buf_printf(h, "#ifndef %s_H\n#define %s_H\n\n#include <stddef.h>\n#include <stdint.h>\n\n", U, U);
+    buf_printf(h, "#define %s_BATCH %lld /* the largest n of any call */\n", U, (long long)g->train.batch);
+    buf_printf(h, "#define %s_IN_SIZE %lld /* floats of one input sample */\n", U, (long long)in);
+    buf_printf(h, "#define %s_OUT_SIZE %lld /* floats of one output sample */\n", U, (long long)out);
+    buf_printf(h, "#define %s_NUM_PARAMS %lld /* floats of all parameters */\n", U, (long long)e->p->nparams);
+    buf_printf(h, "#define %s_NUM_TENSORS %d /* parameter tensors */\n", U, g->params.len);
+    buf_printf(h, "#define %s_MEM_FLOATS %lld /* the instance's float array */\n", U, (long long)e->p->total);
+    buf_printf(h, "#define %s_TRAINING %d /* 0: compiled with --inference-only */\n", U, train);
+    if (tgt) {
+        buf_printf(h, "#define %s_LABELS %d /* 1: targets are class labels; 0: floats */\n", U, labels);
+        buf_printf(h, "#define %s_TARGET_SIZE %lld /* targets per sample */\n", U,
+                   labels ? 1LL : (long long)per_sample(tgt));
+        buf_printf(h, "#define %s_TARGET_IS_INPUT %d /* 1: target NULL means x itself */\n", U,
+                   tgt->role == ROLE_INPUT);
+        if (labels)
+            buf_printf(h, "#define %s_NUM_CLASSES %lld\n", U,
+                       g->loss_node->op == OP_PERCEPTRON ? 2LL : (long long)per_sample(g->loss_node->in[0]));
+    }
+    const TrainCfg *t = &g->train;
+    buf_printf(h, "/* The model's train block. */\n"
+                  "#define %s_EPOCHS %lld\n#define %s_LR %s\n#define %s_SEED %lluu\n"
+                  "#define %s_SCALE %s /* input = raw * scale + shift */\n#define %s_SHIFT %s\n\n",
+               U, (long long)t->epochs, U, flit(e, t->lr), U, (unsigned long long)t->seed, U,
+               flit(e, t->scale), U, flit(e, t->shift));
+    buf_printf(h, "typedef struct %s %s;\n", P, P);
+    if (tgt)
+        buf_printf(h, "typedef %s %s_target; /* %s */\n", labels ? "int32_t" : "float", P,
+                   labels ? "a class index per sample" : "TARGET_SIZE floats per sample");
+    buf_printf(h, "\n/* A parameter tensor: its checkpoint name, PyTorch's shape, and where it\n"
+                  " * lies in %s_params(m). */\n"
+                  "typedef struct %s_param {\n    const char *name;\n    int rank;\n"
+                  "    int64_t shape[4];\n    size_t offset, count;\n} %s_param;\n"
+                  "extern const %s_param %s_param_table[%s_NUM_TENSORS];\n\n", P, P, P, P, P, U);
+    buf_printf(h, "/* Memory: an instance is %s_size() bytes, in memory the caller owns\n"
+                  " * (init) or from malloc (create). init and create draw the parameters\n"
+                  " * from seed; create returns NULL when out of memory. */\n"
+                  "size_t %s_size(void);\n%s *%s_init(void *mem, uint64_t seed);\n"
+                  "%s *%s_create(uint64_t seed);\nvoid %s_destroy(%s *m);\n\n",
+               P, P, P, P, P, P, P, P);
+    buf_printf(h, "/* Inference: y[n * %s_OUT_SIZE] = model(x[n * %s_IN_SIZE]), dropout off.\n"
+                  " * y may be NULL; %s_output(m) then holds the last result. */\n"
+                  "void %s_forward(%s *m, const float *x, int n, float *y);\n"
+                  "const float *%s_output(const %s *m);\n\n", U, U, P, P, P, P, P);
+    if (train) {
+        buf_printf(h, "/* Training. train_step = zero_grad + forward_train + backward + update;\n"
+                      " * it returns the mean loss of the batch (NaN if n is out of range or a\n"
+                      " * label is not a class). The pieces are there for custom loops:\n"
+                      " * backward accumulates into the gradients (+=) like PyTorch. */\n"
+                      "float %s_train_step(%s *m, const float *x, const %s_target *target, int n);\n"
+                      "float %s_forward_train(%s *m, const float *x, const %s_target *target, int n);\n"
+                      "void %s_backward(%s *m, const float *x, const %s_target *target, int n);\n"
+                      "void %s_zero_grad(%s *m);\nvoid %s_update(%s *m);\n\n",
+                   P, P, P, P, P, P, P, P, P, P, P, P, P);
+    }
+    if (tgt)
+        buf_printf(h, "/* The loss of a batch with dropout off, outputs into y (may be NULL). */\n"
+                      "float %s_evaluate(%s *m, const float *x, const %s_target *target, int n, float *y);\n\n",
+                   P, P, P);
+    if (g->input->grad)
+        buf_printf(h, "/* After backward: d loss / d x, [n * %s_IN_SIZE] (compiled with --input-grad). */\n"
+                      "const float *%s_input_grad(const %s *m);\n\n", U, P, P);
+    buf_printf(h, "/* Parameters (and gradients) as one float array each, laid out as\n"
+                  " * %s_param_table says. grads is NULL with --inference-only. */\n"
+                  "float *%s_params(%s *m);\nfloat *%s_grads(%s *m);\n"
+                  "void %s_set_lr(%s *m, float lr);\nfloat %s_get_lr(const %s *m);\n"
+                  "int64_t %s_get_step(const %s *m); /* optimizer steps taken */\n\n",
+               P, P, P, P, P, P, P, P, P, P, P);
+    buf_printf(h, "/* Checkpoints, as safetensors files: tensors named as in the model\n"
+                  " * (\"c1.weight\"), PyTorch's layouts, plus the optimizer's state. save\n"
+                  " * replaces path whole or not at all; load checks every name, dtype and\n"
+                  " * shape first and changes nothing on error. Both return 0, or -1 with a\n"
+                  " * message in err. */\n"
+                  "int %s_save(const %s *m, const char *path, char *err, size_t errlen);\n"
+                  "int %s_load(%s *m, const char *path, char *err, size_t errlen);\n"
+                  "/* save with extra metadata: kv holds nkv key, value pairs of strings\n"
+                  " * (\"epoch\", \"3\", ...), read back with lm_st_load (lamina_rt.h). */\n"
+                  "int %s_save_meta(const %s *m, const char *path, const char *const *kv, int nkv,\n"
+                  "    char *err, size_t errlen);\n\n#endif\n",
+               P, P, P, P, P, P);
+}
+
+bool emit_c(const Graph *g, const Plan *p, const EmitOptions *o, const char *dir)
+{
+    Emitter e;
+    memset(&e, 0, sizeof e);
+    e.g = g;
+    e.p = p;
+    e.prefix = o->prefix ? o->prefix : g->name;
+    e.PREFIX = upper(&e, e.prefix);
+    name_macros(&e);
+    const char *P = e.prefix, *U = e.PREFIX;
+    bool train = p->training;
+    const Tensor *tgt = loss_target(g);
+
+    /* The node functions and the calls of each pass. */
+    int nsched = train ? g->nodes.len : g->nforward;
+    for (int i = 0; i < nsched; i++) {
+        const Node *n = g->nodes.items[i];
+        if (!train && op_info[n->op].kind == OPK_LOSS && !tgt)
+            continue;
+        e.call = i < g->nforward ? &e.fwd : &e.bwd;
+        if (op_info[n->op].kind == OPK_LOSS) {
+            Buf *keep = e.call;
+            Buf loss = {0};
+            e.call = &loss;
+            op_info[n->op].emit(&e, n);
+            e.call = keep;
+            buf_printf(&e.fwd, "    if (target)\n    %s", loss.s);
+            buf_free(&loss);
+            continue;
+        }
+        op_info[n->op].emit(&e, n);
+    }
+
+    Buf h = {0}, c = {0};
+    emit_header(&e, o, &h);
+
+    buf_printf(&c, "/*\n * %s.c — model '%s', generated by laminac %s from %s.\n"
+                   " * Do not edit: change the model file and compile it again.\n *\n"
+                   " * Read it top down: the memory layout, the parameter table, one function\n"
+                   " * per operation (forward, then backward, each with its formula), the\n"
+                   " * optimizer, and the API, whose passes are straight lists of calls.\n */\n",
+               P, g->name, LAMINA_VERSION, o->source);
+    buf_printf(&c, "#include \"%s.h\"\n\n#include <math.h>\n#include <stdio.h>\n#include <stdlib.h>\n"
+                   "#include <string.h>\n\n#include \"lamina_rt.h\"\n\n", P);
+    buf_printf(&c, "struct %s {\n"
+                   "    float lr;            /* learning rate, settable at run time */\n"
+                   "    float unused_;\n"
+                   "    int64_t step;        /* optimizer steps taken (numbers dropout masks) */\n"
+                   "    uint64_t seed;       /* of the parameters and the dropout masks */\n"
+                   "    char pad_[%d];       /* the floats start %d bytes in */\n"
+                   "    float mem[%s_MEM_FLOATS];\n};\n\n",
+               P, PLAN_HEADER_BYTES - 24, PLAN_HEADER_BYTES, U);
+    emit_layout(&e, &c);
+    emit_param_table(&e, &c);
+    buf_puts(&c, "/* ---- forward ---------------------------------------------------------- */\n");
+    buf_puts(&c, e.fn.s ? e.fn.s : "");
+    emit_init(&e, &c);
+    if (train)
+        emit_optimizer(&e, &c);
+    buf_puts(&c, "\n/* ---- the passes --------------------------------------------------------- */\n\n");
+    const char *tt = tgt ? arena_printf(g->arena, "const %s_target *target", P) : NULL;
+    buf_printf(&c, "/* The forward pass: each layer in order; the loss too when target is given. */\n"
+                   "static void run_forward(struct %s *m, const float *x, %s, int n, int training)\n{\n"
+                   "    float *mem = m->mem;\n    (void)training;\n%s%s}\n\n",
+               P, tt ? tt : "const void *target", tt ? "" : "    (void)target;\n", e.fwd.s ? e.fwd.s : "");
+    buf_printf(&c, "size_t %s_size(void)\n{\n    return sizeof(struct %s);\n}\n\n", P, P);
+    buf_printf(&c, "struct %s *%s_init(void *mem, uint64_t seed)\n{\n    struct %s *m = mem;\n"
+                   "    memset(m, 0, sizeof *m);\n    m->lr = %s_LR;\n    m->seed = seed;\n"
+                   "    init_params(m->mem, seed);\n    return m;\n}\n\n",
+               P, P, P, U);
+    buf_printf(&c, "struct %s *%s_create(uint64_t seed)\n{\n    void *mem = malloc(sizeof(struct %s));\n"
+                   "    return mem ? %s_init(mem, seed) : NULL;\n}\n\n"
+                   "void %s_destroy(struct %s *m)\n{\n    free(m);\n}\n\n",
+               P, P, P, P, P, P);
+    buf_printf(&c, "void %s_forward(struct %s *m, const float *x, int n, float *y)\n{\n"
+                   "    float *mem = m->mem;\n"
+                   "    if (n < 1 || n > %s_BATCH)\n        return;\n"
+                   "    run_forward(m, x, NULL, n, 0);\n"
+                   "    if (y)\n        memcpy(y, %s, (size_t)n * %s_OUT_SIZE * sizeof(float));\n}\n\n",
+               P, P, U, ref(&e, g->output), U);
+    buf_printf(&c, "const float *%s_output(const struct %s *m)\n{\n    const float *mem = m->mem;\n"
+                   "    return %s;\n}\n\n", P, P, ref(&e, g->output));
+    if (tgt) {
+        const char *resolve = tgt->role == ROLE_INPUT ? "    if (!target)\n        target = x;\n" : "";
+        buf_printf(&c, "float %s_evaluate(struct %s *m, const float *x, %s, int n, float *y)\n{\n"
+                       "    float *mem = m->mem;\n"
+                       "    if (n < 1 || n > %s_BATCH)\n        return NAN;\n%s"
+                       "    run_forward(m, x, target, n, 0);\n"
+                       "    if (y)\n        memcpy(y, %s, (size_t)n * %s_OUT_SIZE * sizeof(float));\n"
+                       "    return LOSS[0];\n}\n\n",
+                   P, P, tt, U, resolve, ref(&e, g->output), U);
+    }
+    if (train) {
+        const char *resolve = tgt->role == ROLE_INPUT ? "    if (!target)\n        target = x;\n" : "";
+        buf_printf(&c, "float %s_forward_train(struct %s *m, const float *x, %s, int n)\n{\n"
+                       "    float *mem = m->mem;\n"
+                       "    if (n < 1 || n > %s_BATCH)\n        return NAN;\n%s"
+                       "    run_forward(m, x, target, n, 1);\n    return LOSS[0];\n}\n\n",
+                   P, P, tt, U, resolve);
+        buf_printf(&c, "/* The backward pass: the forward layers' gradients in reverse order. */\n"
+                       "void %s_backward(struct %s *m, const float *x, %s, int n)\n{\n"
+                       "    float *mem = m->mem;\n    (void)x;\n"
+                       "    if (n < 1 || n > %s_BATCH)\n        return;\n%s%s}\n\n",
+                   P, P, tt, U, resolve, e.bwd.s ? e.bwd.s : "");
+        int64_t goff = ((const Buffer *)p->of_tensor[((Tensor *)g->params.items[0])->grad->id])->offset;
+        buf_printf(&c, "void %s_zero_grad(struct %s *m)\n{\n"
+                       "    memset(m->mem + %lld, 0, %s_NUM_PARAMS * sizeof(float));\n}\n\n"
+                       "void %s_update(struct %s *m)\n{\n    optimizer_step(m);\n}\n\n",
+                   P, P, (long long)goff, U, P, P);
+        buf_printf(&c, "float %s_train_step(struct %s *m, const float *x, %s, int n)\n{\n"
+                       "    if (n < 1 || n > %s_BATCH)\n        return NAN;\n"
+                       "    %s_zero_grad(m);\n"
+                       "    float loss = %s_forward_train(m, x, target, n);\n"
+                       "    %s_backward(m, x, target, n);\n"
+                       "    %s_update(m);\n"
+                       "    return loss;\n}\n\n",
+                   P, P, tt, U, P, P, P, P);
+        buf_printf(&c, "float *%s_grads(struct %s *m)\n{\n    return m->mem + %lld;\n}\n\n", P, P, (long long)goff);
+    } else {
+        buf_printf(&c, "float *%s_grads(struct %s *m)\n{\n    (void)m;\n    return NULL;\n}\n\n", P, P);
+    }
+    if (g->input->grad)
+        buf_printf(&c, "const float *%s_input_grad(const struct %s *m)\n{\n    const float *mem = m->mem;\n"
+                       "    return %s;\n}\n\n", P, P, ref(&e, g->input->grad));
+    buf_printf(&c, "float *%s_params(struct %s *m)\n{\n    return m->mem;\n}\n\n"
+                   "void %s_set_lr(struct %s *m, float lr)\n{\n    m->lr = lr;\n}\n\n"
+                   "float %s_get_lr(const struct %s *m)\n{\n    return m->lr;\n}\n\n"
+                   "int64_t %s_get_step(const struct %s *m)\n{\n    return m->step;\n}\n\n",
+               P, P, P, P, P, P, P, P);
+    emit_checkpoint(&e, &c);
+
+    mkdir(dir, 0777); /* an existing directory is fine; fopen reports the rest */
+    bool ok = write_file(arena_printf(g->arena, "%s/%s.h", dir, P), &h) &&
+              write_file(arena_printf(g->arena, "%s/%s.c", dir, P), &c);
+    buf_free(&h);
+    buf_free(&c);
+    buf_free(&e.fn);
+    buf_free(&e.fwd);
+    buf_free(&e.bwd);
+    return ok;
+}

@@ -1,0 +1,139 @@
+/*
+ * grad.c — reverse-mode differentiation of the forward IR into IR.
+ *
+ * Walks the forward nodes from the loss back to the input and appends,
+ * for each, the nodes that compute the gradients of its inputs from the
+ * gradient of its output (the chain rule, one op at a time). Gradients
+ * are only built for tensors that lead to a parameter: the input's
+ * gradient is never computed. The result is ordinary IR, printed by
+ * --emit=ir-grad and planned and emitted like the forward pass.
+ *
+ * The language makes chains, so every tensor on the loss path has one
+ * consumer and one gradient; a graph with fan-out (skip connections)
+ * would add an accumulating node here, and nowhere else.
+ */
+#include "lamina.h"
+
+#include <string.h>
+
+/* Does t depend on a parameter (so that the loss's gradient reaches one),
+ * or is it the input when its gradient was asked for? */
+static bool needs_grad(const Tensor *t)
+{
+    if (t->role == ROLE_PARAM || (t->role == ROLE_INPUT && t->grad_wanted))
+        return true;
+    if (!t->def)
+        return false;
+    for (int i = 0; i < t->def->nin; i++)
+        if (needs_grad(t->def->in[i]))
+            return true;
+    return false;
+}
+
+/* The gradient of t: a new tensor shaped like it. */
+static Tensor *grad_of(Graph *g, Tensor *t)
+{
+    if (t->grad)
+        die("internal: '%s' has two consumers; fan-out is not differentiated yet", t->name);
+    Role role = t->role == ROLE_PARAM ? ROLE_PGRAD : ROLE_GRAD;
+    Tensor *d = graph_tensor(g, arena_printf(g->arena, "%s.grad", t->name), role, t->shape,
+                             t->loc);
+    d->layer = t->layer;
+    t->grad = d;
+    return d;
+}
+
+/* Appends `out = op(ins...)`, out being the gradient of `of`. */
+static void emit_grad(Graph *g, Op op, Tensor *of, Tensor **ins, int nin, Attrs a,
+                      const Node *fwd)
+{
+    a.of_node = fwd->id;
+    Node *n = graph_node(g, op, ins, nin, a, fwd->loc);
+    n->layer = fwd->layer;
+    n->out = grad_of(g, of);
+    n->out->def = n;
+}
+
+/* y = x W^T + b (dense) or y = W * x + b (conv2d):
+ *   dW = dy^T x (dense) or sum over samples of dy * x (conv2d)
+ *   db = dy summed over all but the channel axis
+ *   dx = dy W (dense) or the transposed convolution of dy with W */
+void grad_affine(Graph *g, Node *n)
+{
+    bool conv = n->op == OP_CONV2D;
+    Tensor *dy = n->out->grad, *x = n->in[0], *w = n->in[1], *b = n->in[2];
+    Tensor *dw_in[2] = {dy, x}, *db_in[1] = {dy};
+    emit_grad(g, conv ? OP_CONV2D_DW : OP_DENSE_DW, w, dw_in, 2, n->attr, n);
+    emit_grad(g, OP_BIAS_DB, b, db_in, 1, n->attr, n);
+    if (needs_grad(x)) {
+        Tensor *dx_in[2] = {dy, w};
+        emit_grad(g, conv ? OP_CONV2D_DX : OP_DENSE_DX, x, dx_in, 2, n->attr, n);
+    }
+}
+
+/* dx routes each dy to the window's maximum, found again in x. */
+void grad_maxpool(Graph *g, Node *n)
+{
+    Tensor *in[2] = {n->out->grad, n->in[0]};
+    if (needs_grad(n->in[0]))
+        emit_grad(g, OP_MAXPOOL_DX, n->in[0], in, 2, n->attr, n);
+}
+
+/* dx spreads each dy evenly over its window. */
+void grad_avgpool(Graph *g, Node *n)
+{
+    Tensor *in[1] = {n->out->grad};
+    if (needs_grad(n->in[0]))
+        emit_grad(g, OP_AVGPOOL_DX, n->in[0], in, 1, n->attr, n);
+}
+
+/* dx is dy seen in x's shape. */
+void grad_flatten(Graph *g, Node *n)
+{
+    Tensor *in[1] = {n->out->grad};
+    if (needs_grad(n->in[0]))
+        emit_grad(g, OP_RESHAPE_DX, n->in[0], in, 1, n->attr, n);
+}
+
+/* dx = dy * mask / (1 - p), the mask drawn again from the same counter. */
+void grad_dropout(Graph *g, Node *n)
+{
+    Tensor *in[1] = {n->out->grad};
+    if (needs_grad(n->in[0]))
+        emit_grad(g, OP_DROPOUT_DX, n->in[0], in, 1, n->attr, n);
+}
+
+/* dx = dy * f'(x), with f' written in terms of y where that is cheaper
+ * (sigmoid, tanh, softmax) and of x otherwise, so that only one of the
+ * two must be kept for backward. */
+void grad_act(Graph *g, Node *n)
+{
+    if (!needs_grad(n->in[0]))
+        return;
+    bool uses_y = n->op == OP_SIGMOID || n->op == OP_TANH || n->op == OP_SOFTMAX;
+    Tensor *in[2] = {n->out->grad, uses_y ? n->out : n->in[0]};
+    Attrs a = n->attr;
+    a.of = n->op;
+    emit_grad(g, OP_ACT_DX, n->in[0], in, 2, a, n);
+}
+
+void grad_build(Graph *g)
+{
+    Node *loss = g->loss_node;
+    if (!loss || g->has_grad)
+        return;
+    g->has_grad = true;
+    /* d loss / d logits, the mean over the batch folded in. */
+    Tensor *z = loss->in[0];
+    if (needs_grad(z)) {
+        Tensor *in[2] = {z, loss->in[1]};
+        Attrs a = loss->attr;
+        a.of = loss->op;
+        emit_grad(g, OP_LOSS_DX, z, in, 2, a, loss);
+    }
+    for (int i = g->nforward - 1; i >= 0; i--) {
+        Node *n = g->nodes.items[i];
+        if (n != loss && n->out->grad)
+            op_info[n->op].grad(g, n);
+    }
+}

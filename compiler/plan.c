@@ -1,0 +1,235 @@
+/*
+ * plan.c — the memory plan: where every float of an instance lives.
+ *
+ * The compiler knows every shape, so it lays out all memory up front:
+ *
+ *   [ parameters | gradients | optimizer state | work ]
+ *
+ * Parameters, gradients and optimizer state are permanent and packed in
+ * the parameter order (the checkpoint's order). The work area holds
+ * activations, their gradients and per-node scratch (im2col columns);
+ * each lives from the node that writes it to the last node that reads it,
+ * in schedule order (forward, then backward), and buffers whose lifetimes
+ * do not overlap share memory. In training most activations live until
+ * backward reads them; with --inference-only the schedule is the forward
+ * pass alone and the activations mostly reuse each other's memory.
+ * Views (flatten, and its gradient) take their source's buffer.
+ *
+ * The emitter and --summary read sizes from here; nothing else decides
+ * where memory is.
+ */
+#include "lamina.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int64_t round_up(int64_t n)
+{
+    return (n + PLAN_ALIGN - 1) / PLAN_ALIGN * PLAN_ALIGN;
+}
+
+const char *bufkind_name(BufKind k)
+{
+    static const char *const names[BUF_COUNT] = {"param", "grad", "opt", "act", "dact",
+                                                 "scratch"};
+    return names[k];
+}
+
+int64_t plan_scratch_size(const Node *n)
+{
+    switch (n->op) {
+    case OP_CONV2D:
+    case OP_CONV2D_DW: {
+        /* columns of one sample: [C*KH*KW, OH*OW] */
+        const Shape *x = &n->in[n->op == OP_CONV2D ? 0 : 1]->shape;
+        const Shape *y = n->op == OP_CONV2D ? &n->out->shape : &n->in[0]->shape;
+        return x->dim[1] * n->attr.kernel[0] * n->attr.kernel[1] * y->dim[2] * y->dim[3];
+    }
+    case OP_CONV2D_DX: {
+        const Shape *dy = &n->in[0]->shape, *x = &n->out->shape;
+        return x->dim[1] * n->attr.kernel[0] * n->attr.kernel[1] * dy->dim[2] * dy->dim[3];
+    }
+    default:
+        return 0;
+    }
+}
+
+/* Is t a view of another tensor? Returns the tensor it views, or NULL. */
+static Tensor *view_of(const Tensor *t)
+{
+    if (t->def && (t->def->op == OP_FLATTEN || t->def->op == OP_RESHAPE_DX))
+        return t->def->in[0];
+    return NULL;
+}
+
+static Buffer *new_buffer(Graph *g, Plan *p, const char *name, BufKind kind, int64_t size)
+{
+    Buffer *b = ARENA_NEW(g->arena, Buffer);
+    b->name = name;
+    b->kind = kind;
+    b->size = size;
+    vec_push(g->arena, &p->bufs, b);
+    return b;
+}
+
+static int by_size_desc(const void *a, const void *b)
+{
+    const Buffer *x = *(Buffer *const *)a, *y = *(Buffer *const *)b;
+    if (x->size != y->size)
+        return x->size < y->size ? 1 : -1;
+    return x->first - y->first; /* stable: the same plan on every run */
+}
+
+/* First fit by decreasing size: each buffer goes to the lowest offset
+ * where it overlaps no placed buffer that is live at the same time. */
+static int64_t place(Buffer **bufs, int n)
+{
+    qsort(bufs, (size_t)n, sizeof *bufs, by_size_desc);
+    int64_t top = 0;
+    for (int i = 0; i < n; i++) {
+        Buffer *b = bufs[i];
+        int64_t off = 0;
+        for (bool moved = true; moved;) {
+            moved = false;
+            for (int j = 0; j < i; j++) {
+                const Buffer *o = bufs[j];
+                bool live = b->first <= o->last && o->first <= b->last;
+                bool hit = off < o->offset + round_up(o->size) && o->offset < off + round_up(b->size);
+                if (live && hit) {
+                    off = o->offset + round_up(o->size);
+                    moved = true;
+                }
+            }
+        }
+        b->offset = off;
+        if (off + round_up(b->size) > top)
+            top = off + round_up(b->size);
+    }
+    return top;
+}
+
+Plan *plan_build(Graph *g, bool training)
+{
+    Plan *p = ARENA_NEW(g->arena, Plan);
+    p->training = training && g->has_grad;
+    p->of_tensor = ARENA_ARRAY(g->arena, Buffer *, g->tensors.len + 1);
+    p->scratch_of = ARENA_ARRAY(g->arena, Buffer *, g->nodes.len + 1);
+    int nsched = p->training ? g->nodes.len : g->nforward;
+
+    /* Permanent: parameters, gradients, optimizer state. */
+    int64_t off = 0;
+    for (int i = 0; i < g->params.len; i++) {
+        Tensor *t = g->params.items[i];
+        Buffer *b = new_buffer(g, p, t->name, BUF_PARAM, shape_elems(&t->shape));
+        b->t = t;
+        b->offset = off;
+        b->last = nsched;
+        off += b->size;
+        p->of_tensor[t->id] = b;
+    }
+    p->nparams = off;
+    off = round_up(off);
+    if (p->training) {
+        for (int i = 0; i < g->params.len; i++) {
+            Tensor *t = g->params.items[i];
+            Buffer *pb = p->of_tensor[t->id];
+            Buffer *b = new_buffer(g, p, t->grad->name, BUF_GRAD, pb->size);
+            b->t = t->grad;
+            b->offset = off + pb->offset;
+            b->last = nsched;
+            p->of_tensor[t->grad->id] = b;
+        }
+        off += round_up(p->nparams);
+        const TrainCfg *c = &g->train;
+        if (c->opt == OPT_SGD && c->momentum > 0) {
+            p->momentum = new_buffer(g, p, "momentum", BUF_OPT, p->nparams);
+            p->momentum->offset = off;
+            off += round_up(p->nparams);
+        } else if (c->opt == OPT_ADAM) {
+            p->adam_m = new_buffer(g, p, "adam.m", BUF_OPT, p->nparams);
+            p->adam_m->offset = off;
+            off += round_up(p->nparams);
+            p->adam_v = new_buffer(g, p, "adam.v", BUF_OPT, p->nparams);
+            p->adam_v->offset = off;
+            off += round_up(p->nparams);
+        }
+    }
+    int64_t work_base = off;
+
+    /* Work: one buffer per computed tensor that is not a view, plus scratch. */
+    PtrVec work = {0};
+    for (int i = 0; i < nsched; i++) {
+        Node *n = g->nodes.items[i];
+        Tensor *t = n->out;
+        Tensor *src = view_of(t);
+        if (t->role == ROLE_PGRAD) {
+            /* lives with the parameters */
+        } else if (src) {
+            p->of_tensor[t->id] = p->of_tensor[src->id];
+        } else {
+            Buffer *b = new_buffer(g, p, t->name, t->role == ROLE_GRAD ? BUF_DACT : BUF_ACT,
+                                   shape_elems(&t->shape));
+            b->t = t;
+            b->first = b->last = i;
+            p->of_tensor[t->id] = b;
+            vec_push(g->arena, &work, b);
+        }
+        int64_t s = plan_scratch_size(n);
+        if (s > 0) {
+            Buffer *b = new_buffer(g, p, arena_printf(g->arena, "%s.col", t->name), BUF_SCRATCH, s);
+            b->node = n;
+            b->first = b->last = i;
+            p->scratch_of[n->id] = b;
+            vec_push(g->arena, &work, b);
+        }
+    }
+    /* Lifetimes: a buffer lives until the last node that reads it (a
+     * view's readers count for its source). The model's output lives to
+     * the end of forward, where it is copied out. */
+    for (int i = 0; i < nsched; i++) {
+        Node *n = g->nodes.items[i];
+        for (int k = 0; k < n->nin; k++) {
+            Buffer *b = p->of_tensor[n->in[k]->id];
+            if (b && b->kind != BUF_PARAM && b->kind != BUF_GRAD && b->last < i)
+                b->last = i;
+        }
+    }
+    if (p->training && g->input->grad) { /* read by the caller after backward */
+        Buffer *b = p->of_tensor[g->input->grad->id];
+        b->last = nsched;
+    }
+    if (g->output && p->of_tensor[g->output->id]) {
+        Buffer *b = p->of_tensor[g->output->id];
+        if (b->last < g->nforward)
+            b->last = g->nforward;
+    }
+    p->work = place((Buffer **)work.items, work.len);
+    for (int i = 0; i < work.len; i++) {
+        Buffer *b = work.items[i];
+        b->offset += work_base;
+    }
+    p->total = work_base + p->work;
+    for (int i = 0; i < p->bufs.len; i++) {
+        const Buffer *b = p->bufs.items[i];
+        p->by_kind[b->kind] += b->size;
+    }
+    return p;
+}
+
+void print_plan(FILE *f, const Graph *g, const Plan *p)
+{
+    fprintf(f, "; memory plan: model %s, %s, batch %lld; offsets and sizes in floats\n", g->name,
+            p->training ? "training" : "inference only", (long long)g->train.batch);
+    fprintf(f, "; %-28s %-8s %12s %12s  %s\n", "buffer", "kind", "offset", "floats", "live");
+    for (int i = 0; i < p->bufs.len; i++) {
+        const Buffer *b = p->bufs.items[i];
+        fprintf(f, "%-30s %-8s %12lld %12lld", b->name, bufkind_name(b->kind),
+                (long long)b->offset, (long long)b->size);
+        if (b->kind == BUF_PARAM || b->kind == BUF_GRAD || b->kind == BUF_OPT)
+            fputs("  always\n", f);
+        else
+            fprintf(f, "  %d..%d\n", b->first, b->last);
+    }
+    fprintf(f, "; total %lld floats = %lld bytes (work area, shared by liveness: %lld floats)\n",
+            (long long)p->total, (long long)p->total * 4, (long long)p->work);
+}

@@ -1,0 +1,193 @@
+"""test_ops.py — every op of the table against PyTorch, on random configurations.
+
+`laminac --list-ops` lists the op table; every forward op and loss in it
+must have a generator below, or this test fails: no op can be added
+without its parity and gradient checks. Each generator makes a small
+model around the op (the op right on the input where it can be, so that
+its input gradient is compared directly), with random shapes, strides,
+paddings and coefficients drawn from a seeded generator. Every
+configuration runs twice: with SGD (momentum, sometimes Nesterov and
+weight decay) and with Adam.
+Usage: test_ops.py [CONFIGS_PER_OP] [OP ...]
+"""
+import os
+import random
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import parity  # noqa: E402
+
+
+def sgd(r):
+    m = r.choice([0.5, 0.9, 0.95])
+    nest = r.random() < 0.4
+    wd = r.choice([0, 0, 0.001, 0.01])
+    return "sgd(lr=%s, momentum=%s, nesterov=%s, weight_decay=%s)" % (
+        r.choice([0.01, 0.05, 0.1]), m, "true" if nest else "false", wd)
+
+
+def adam(r):
+    return "adam(lr=%s, beta1=%s, beta2=%s, eps=%s, weight_decay=%s)" % (
+        r.choice([0.001, 0.01]), r.choice([0.8, 0.9]), r.choice([0.99, 0.999]),
+        r.choice(["1e-8", "1e-6"]), r.choice([0, 0.01]))
+
+
+def model(layers, loss, batch, opt, seed=7):
+    return "model opmodel {\n%s\n  loss %s;\n}\ntrain { batch %d; seed %d; optimizer %s; }\n" % (
+        "\n".join("  " + l + ";" for l in layers), loss, batch, seed, opt)
+
+
+def image(r):
+    return r.randint(1, 3), r.randint(4, 11), r.randint(4, 11)
+
+
+def pair(r, lo, hi):
+    a, b = r.randint(lo, hi), r.randint(lo, hi)
+    return (str(a), (a, a)) if r.random() < 0.5 else ("[%d, %d]" % (a, b), (a, b))
+
+
+def gen_conv2d(r):
+    c, h, w = image(r)
+    ktxt, (kh, kw) = pair(r, 1, min(4, h, w))
+    stxt, _ = pair(r, 1, 3)
+    if r.random() < 0.2 and kh % 2 and kw % 2:
+        ptxt, stxt = "same", "1"
+    else:
+        ptxt, _ = pair(r, 0, 2)
+    layers = ["input x[%d, %d, %d]" % (c, h, w),
+              "conv2d c(%d, kernel=%s, stride=%s, pad=%s)" % (r.randint(1, 4), ktxt, stxt, ptxt),
+              "flatten", "dense out(%d)" % r.randint(2, 5)]
+    return layers, "softmax_cross_entropy"
+
+
+def gen_pool(op):
+    def g(r):
+        c, h, w = image(r)
+        ktxt, (kh, kw) = pair(r, 1, 3)
+        stxt, _ = pair(r, 1, 3)
+        ph, pw = r.randint(0, kh // 2), r.randint(0, kw // 2)
+        ptxt = str(ph) if ph == pw else "[%d, %d]" % (ph, pw)
+        layers = ["input x[%d, %d, %d]" % (c, h, w),
+                  "%s p(%s, stride=%s, pad=%s)" % (op, ktxt, stxt, ptxt),
+                  "flatten", "dense out(%d)" % r.randint(2, 5)]
+        return layers, "softmax_cross_entropy"
+    return g
+
+
+def gen_dense(r):
+    return (["input x[%d]" % r.randint(1, 40), "dense d(%d)" % r.randint(1, 30),
+             "dense out(%d)" % r.randint(2, 6)], "softmax_cross_entropy")
+
+
+def gen_flatten(r):
+    c, h, w = image(r)
+    return (["input x[%d, %d, %d]" % (c, h, w), "flatten", "dense out(%d)" % r.randint(2, 5)],
+            "softmax_cross_entropy")
+
+
+def gen_dropout(r):
+    return (["input x[%d]" % r.randint(2, 30), "dense d(%d)" % r.randint(4, 30),
+             "dropout(%s)" % r.choice([0.1, 0.25, 0.5, 0.75]), "dense out(%d)" % r.randint(2, 5)],
+            "softmax_cross_entropy")
+
+
+def gen_act(name):
+    def g(r):
+        arg = ""
+        if name == "leaky_relu":
+            arg = "(%s)" % r.choice([0.01, 0.1, 0.2, 0.5])
+        elif name == "elu":
+            arg = "(%s)" % r.choice([0.5, 1, 1.5])
+        i = r.randint(1, 30)
+        layers = ["input x[%d]" % i]
+        if name in ("step", "softmax") or r.random() < 0.3:
+            layers.append("dense d(%d)" % r.randint(2, 20))  # a layer before it
+        layers += [name + arg, "dense out(%d)" % r.randint(2, 6)]
+        return layers, "softmax_cross_entropy"
+    return g
+
+
+def gen_softmax_ce(r):
+    layers = ["input x[%d]" % r.randint(1, 30), "dense out(%d)%s" % (
+        r.randint(2, 12), " softmax" if r.random() < 0.5 else "")]
+    return layers, "softmax_cross_entropy"
+
+
+def gen_sigmoid_bce(r):
+    return (["input x[%d]" % r.randint(1, 30), "dense out(%d)%s" % (
+        r.randint(1, 8), " sigmoid" if r.random() < 0.5 else "")], "sigmoid_bce")
+
+
+def gen_mse(r):
+    i = r.randint(1, 30)
+    if r.random() < 0.4:
+        return ["input x[%d]" % i, "dense d(%d) tanh" % r.randint(1, 10), "dense out(%d)" % i], "mse(target=x)"
+    return ["input x[%d]" % i, "dense out(%d)" % r.randint(1, 10)], "mse"
+
+
+def gen_perceptron(r):
+    return (["input x[%d]" % r.randint(1, 10), "dense unit(1)%s" % (" step" if r.random() < 0.5 else "")],
+            "perceptron")
+
+
+GENERATORS = {
+    "dense": gen_dense, "conv2d": gen_conv2d, "maxpool": gen_pool("maxpool"),
+    "avgpool": gen_pool("avgpool"), "flatten": gen_flatten, "dropout": gen_dropout,
+    "softmax_cross_entropy": gen_softmax_ce, "sigmoid_bce": gen_sigmoid_bce, "mse": gen_mse,
+    "perceptron": gen_perceptron,
+}
+for act in ("step", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softmax"):
+    GENERATORS[act] = gen_act(act)
+
+
+def table_ops():
+    out = subprocess.run([parity.LAMINAC, "--list-ops"], capture_output=True, text=True, check=True)
+    return [l.split()[0] for l in out.stdout.splitlines() if l.split()[1] != "gradient"]
+
+
+def one(op, k):
+    r = random.Random("%s/%d" % (op, k))
+    layers, loss = GENERATORS[op](r)
+    batch = r.randint(1, 8)
+    n = r.randint(1, batch)
+    results = []
+    for name, opt in (("sgd", sgd(r)), ("adam", adam(r))):
+        text = model(layers, loss, batch, opt)
+        label = "%s #%d %s" % (op, k, name)
+        try:
+            results.append((label, parity.check_model(text, label, n, seed=k), text))
+        except RuntimeError as e:
+            res = parity.Result(label)
+            res.failures.append(str(e))
+            results.append((label, res, text))
+    return results
+
+
+def main():
+    per = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+    ops = sys.argv[2:] or table_ops()
+    missing = [op for op in table_ops() if op not in GENERATORS]
+    passed = failed = 0
+    for op in missing:
+        print("FAIL %s: the op table has it, but test_ops.py has no generator" % op)
+        failed += 1
+    jobs = [(op, k) for op in ops if op in GENERATORS for k in range(per)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for results in pool.map(lambda j: one(*j), jobs):
+            for label, res, text in results:
+                if res.failures:
+                    failed += 1
+                    print("FAIL %s (%d checks)\n  %s\n%s" % (label, res.checks, "\n  ".join(res.failures), text))
+                else:
+                    passed += 1
+    print("ops: %d configurations (%d per op, each with SGD and Adam) against PyTorch" % (
+        passed + failed, per))
+    print("ops: %d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
