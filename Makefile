@@ -69,7 +69,13 @@ $(B)/compiler/%.o: compiler/%.c compiler/lamina.h
 	@mkdir -p $(B)/compiler
 	$(CC) $(CFLAGS) $(CLANG_CFLAGS) -c -o $@ $<
 
-$(B)/runtime/%.o: runtime/%.c runtime/lamina_rt.h
+# Objects remember which BLAS they were built for: changing BLAS rebuilds.
+$(B)/blas.stamp: FORCE
+	@mkdir -p $(B)
+	@echo '$(BLAS)' | cmp -s - $@ || echo '$(BLAS)' > $@
+FORCE:
+
+$(B)/runtime/%.o: runtime/%.c runtime/lamina_rt.h $(B)/blas.stamp
 	@mkdir -p $(B)/runtime
 	$(CC) $(CFLAGS) -fPIC $(BLAS_CFLAGS) -c -o $@ $<
 

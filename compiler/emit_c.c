@@ -1141,7 +1141,7 @@ static void emit_checkpoint(Emitter *e, Buf *c)
                   "    lm_tensor t[%d];\n"
                   "    char step[32], lr[32];\n"
                   "    snprintf(step, sizeof step, \"%%lld\", (long long)m->step);\n"
-                  "    snprintf(lr, sizeof lr, \"%%.9g\", m->lr);\n"
+                  "    snprintf(lr, sizeof lr, \"%%.9g\", (double)m->lr);\n"
                   "    const char *meta[2 * MAX_META] = {\"model\", \"%s\", \"step\", step, \"lr\", lr,\n"
                   "                                   \"optimizer\", \"%s\"};\n"
                   "    int nmeta = 4;\n"

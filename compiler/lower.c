@@ -160,6 +160,8 @@ typedef struct Lower {
                        * may be in it, so absences are not reported */
     const Stmt *first_stmt, *input_stmt, *loss_stmt;
     int counts[NARGS(layer_specs)]; /* per kind, for generated names */
+    Layer **names;                  /* the layers by name (find_named) */
+    uint32_t names_cap, names_len;
 } Lower;
 
 /* A number as a message shows it: 16777216, 0.5, 1e-08. */
@@ -649,14 +651,46 @@ static const LayerSpec *find_layer(const char *word)
     return NULL;
 }
 
+/* The layers by name: open addressing, FNV-1a, so that models with very
+ * many layers stay linear. */
+static uint32_t name_hash(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
 static Layer *find_named(Lower *L, const char *name)
 {
-    for (int i = 0; i < L->g->layers.len; i++) {
-        Layer *ly = L->g->layers.items[i];
-        if (!strcmp(ly->name, name))
-            return ly;
+    if (!L->names_cap)
+        return NULL;
+    for (uint32_t i = name_hash(name) & (L->names_cap - 1);; i = (i + 1) & (L->names_cap - 1)) {
+        if (!L->names[i])
+            return NULL;
+        if (!strcmp(L->names[i]->name, name))
+            return L->names[i];
     }
-    return NULL;
+}
+
+static void add_named(Lower *L, Layer *ly)
+{
+    if (2 * (L->names_len + 1) > L->names_cap) {
+        uint32_t cap = L->names_cap ? 2 * L->names_cap : 64;
+        Layer **old = L->names;
+        uint32_t old_cap = L->names_cap;
+        L->names = ARENA_ARRAY(L->arena, Layer *, cap);
+        L->names_cap = cap;
+        L->names_len = 0;
+        for (uint32_t i = 0; i < old_cap; i++)
+            if (old[i])
+                add_named(L, old[i]);
+    }
+    uint32_t i = name_hash(ly->name) & (L->names_cap - 1);
+    while (L->names[i])
+        i = (i + 1) & (L->names_cap - 1);
+    L->names[i] = ly;
+    L->names_len++;
 }
 
 static Layer *begin_layer(Lower *L, const Stmt *s, const LayerSpec *ls)
@@ -688,6 +722,8 @@ static Layer *begin_layer(Lower *L, const Stmt *s, const LayerSpec *ls)
                       ls->nattrs ? "(...)" : "");
         }
     }
+    if (!find_named(L, ly->name))
+        add_named(L, ly);
     vec_push(L->arena, &L->g->layers, ly);
     return ly;
 }
@@ -1005,8 +1041,6 @@ static Stmt *split_stmt(Lower *L, const Stmt *s, int k)
     return t;
 }
 
-static void lower_stmt(Lower *L, const Stmt *s);
-
 /* A layer: dense, conv2d, pools, flatten, dropout or an activation, with
  * activations after it. */
 static void lower_layer(Lower *L, const Stmt *s, const LayerSpec *ls)
@@ -1090,32 +1124,13 @@ static void lower_layer(Lower *L, const Stmt *s, const LayerSpec *ls)
     ly->out = L->cur;
 }
 
-/* One statement of the model block. */
-static void lower_stmt(Lower *L, const Stmt *s)
+/* One statement of the model block, with the statement's activations
+ * known to be activations (or unknown words). */
+static void lower_one(Lower *L, const Stmt *s)
 {
     static const char *names[NARGS(layer_specs)];
     for (int i = 0; i < NARGS(layer_specs); i++)
         names[i] = layer_specs[i].word;
-    if (!s->head.word) { /* broken: the parser reported it; shapes past it are unknown */
-        L->broken = true;
-        L->cur = NULL;
-        return;
-    }
-    /* A layer word among the activations: a ';' is missing before it. */
-    for (int i = 0; i < s->nacts; i++) {
-        const LayerSpec *as = find_layer(s->acts[i].word);
-        if (as && as->kind != L_ACT) {
-            diag_error(L->d, s->acts[i].loc, "missing ';' before '%s'", s->acts[i].word);
-            diag_note(L->d, NOWHERE, "'%s' is a layer, not an activation, so it starts a new "
-                                     "statement", s->acts[i].word);
-            Stmt *head = ARENA_NEW(L->arena, Stmt);
-            *head = *s;
-            head->nacts = i;
-            lower_stmt(L, head);
-            lower_stmt(L, split_stmt(L, s, i));
-            return;
-        }
-    }
     const LayerSpec *ls = find_layer(s->head.word);
     if (!ls) {
         diag_error(L->d, s->loc, "unknown layer '%s'", s->head.word);
@@ -1137,6 +1152,37 @@ static void lower_stmt(Lower *L, const Stmt *s)
         lower_loss(L, s);
     else
         lower_layer(L, s, ls);
+}
+
+/* One statement of the model block. A layer word among its activations
+ * means a ';' is missing before it: the words from there on are lowered
+ * as the next statement (and so on, without recursion). */
+static void lower_stmt(Lower *L, const Stmt *s)
+{
+    if (!s->head.word) { /* broken: the parser reported it; shapes past it are unknown */
+        L->broken = true;
+        L->cur = NULL;
+        return;
+    }
+    for (;;) {
+        int k = -1;
+        for (int i = 0; i < s->nacts && k < 0; i++) {
+            const LayerSpec *as = find_layer(s->acts[i].word);
+            if (as && as->kind != L_ACT)
+                k = i;
+        }
+        if (k < 0)
+            break;
+        diag_error(L->d, s->acts[k].loc, "missing ';' before '%s'", s->acts[k].word);
+        diag_note(L->d, NOWHERE, "'%s' is a layer, not an activation, so it starts a new "
+                                 "statement", s->acts[k].word);
+        Stmt *head = ARENA_NEW(L->arena, Stmt);
+        *head = *s;
+        head->nacts = k;
+        lower_one(L, head);
+        s = split_stmt(L, s, k);
+    }
+    lower_one(L, s);
 }
 
 static void lower_model(Lower *L, const Block *b, bool need_loss)

@@ -177,13 +177,14 @@ static const char *bytes_text(int64_t bytes, char *buf, size_t n)
     return buf;
 }
 
-static int64_t layer_params(const Graph *g, int layer)
+/* The parameter count of every layer, in one pass over the parameters. */
+static int64_t *layer_params(const Graph *g)
 {
-    int64_t n = 0;
+    int64_t *n = ARENA_ARRAY(g->arena, int64_t, g->layers.len + 1);
     for (int i = 0; i < g->params.len; i++) {
         const Tensor *t = g->params.items[i];
-        if (t->layer == layer)
-            n += shape_elems(&t->shape);
+        if (t->layer >= 0 && t->layer < g->layers.len)
+            n[t->layer] += shape_elems(&t->shape);
     }
     return n;
 }
@@ -196,9 +197,10 @@ void print_summary(FILE *f, const Graph *g, const Plan *p)
     const char *rule = "-----------------------------------------------------------------------------";
     fprintf(f, "%s\n%-34s %-16s %12s %13s\n%s\n", rule, "Layer (type)", "Output shape", "Params",
             "FLOPs/sample", rule);
+    const int64_t *nparams = layer_params(g);
     for (int l = 0; l < g->layers.len; l++) {
         const Layer *ly = g->layers.items[l];
-        int64_t params = layer_params(g, l), flops = 0;
+        int64_t params = nparams[l], flops = 0;
         for (int i = ly->first_node; i < ly->first_node + ly->nnodes; i++) {
             const Node *n = g->nodes.items[i];
             flops = add_sat(flops, op_info[n->op].flops(n));

@@ -147,7 +147,6 @@ typedef struct Ref {
 /* A function defined in the generated files. */
 struct Fn {
     const char *name;
-    Where at;
     CXCursor cursor;
     int64_t frame; /* bytes of parameters and automatic locals */
     PtrVec refs;   /* Ref*, in source order */
@@ -176,13 +175,11 @@ static const char *str_take(Arena *a, CXString s)
 }
 
 /* Where c is, in the file (a macro's use, not its definition). */
-static Where where_of(Verify *v, CXCursor c, CXFile *file_out)
+static Where where_of(Verify *v, CXCursor c)
 {
     CXFile file;
     unsigned line, col;
     clang_getExpansionLocation(clang_getCursorLocation(c), &file, &line, &col, NULL);
-    if (file_out)
-        *file_out = file;
     Where w = {"?", line, col};
     if (file)
         w.file = str_take(v->arena, clang_getFileName(file));
@@ -259,7 +256,7 @@ static enum CXChildVisitResult walk_body(CXCursor c, CXCursor parent, CXClientDa
         CXType t = clang_getCursorType(c);
         if (variably_modified(t)) {
             const char *ty = str_take(v->arena, clang_getTypeSpelling(t));
-            Where at = where_of(v, c, NULL);
+            Where at = where_of(v, c);
             const char *what = str_take(v->arena, clang_getCursorSpelling(c));
             if (is_decl_with_type(k) && *what)
                 verror(v, at, "%s%s'%s' is a variable-length array (%s)",
@@ -288,7 +285,7 @@ static enum CXChildVisitResult walk_body(CXCursor c, CXCursor parent, CXClientDa
             Ref *r = ARENA_NEW(v->arena, Ref);
             r->kind = REF_POINTER_CALL;
             r->name = "";
-            r->at = where_of(v, c, NULL);
+            r->at = where_of(v, c);
             vec_push(v->arena, &f->refs, r);
         }
     } else if (k == CXCursor_DeclRefExpr) {
@@ -297,7 +294,7 @@ static enum CXChildVisitResult walk_body(CXCursor c, CXCursor parent, CXClientDa
             Ref *r = ARENA_NEW(v->arena, Ref);
             r->kind = REF_FUNC;
             r->name = str_take(v->arena, clang_getCursorSpelling(d));
-            r->at = where_of(v, c, NULL);
+            r->at = where_of(v, c);
             vec_push(v->arena, &f->refs, r);
         }
     }
@@ -315,7 +312,6 @@ static enum CXChildVisitResult walk_top(CXCursor c, CXCursor parent, CXClientDat
     if (clang_getCursorKind(c) == CXCursor_FunctionDecl && clang_isCursorDefinition(c)) {
         Fn *f = ARENA_NEW(v->arena, Fn);
         f->name = str_take(v->arena, clang_getCursorSpelling(c));
-        f->at = where_of(v, c, NULL);
         f->cursor = c;
         vec_push(v->arena, &v->fns, f);
         v->cur = f;
@@ -499,6 +495,17 @@ static void check(Verify *v, const char *prefix)
         if (!deepest || f->deep > deepest->deep)
             deepest = f;
     }
+    /* The exported rest (create, save, load, ...), deepest only. */
+    Fn *cold = NULL;
+    for (int i = 0; i < v->fns.len; i++) {
+        Fn *f = v->fns.items[i];
+        if (!f->hot && clang_Cursor_getStorageClass(f->cursor) != CX_SC_Static &&
+            (!cold || f->deep > cold->deep))
+            cold = f;
+    }
+    if (cold)
+        printf("verify: %s: stack outside the hot path: %lld bytes (%s)\n", v->base,
+               (long long)cold->deep, deep_chain(v, cold));
     if (v->errors) {
         fflush(stdout);
         fprintf(stderr, "verify: %s: FAILED: %d problem%s\n", v->base, v->errors,

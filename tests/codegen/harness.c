@@ -14,6 +14,9 @@
  *     "fd.index" (which entries), then "step_loss" [STEPS] and
  *     "param.<param>" after STEPS train steps from IN's parameters.
  *     It also saves the model after the steps to OUT.ckpt with NAME_save.
+ *   harness forward IN OUT N
+ *     Only the eval-mode forward pass: OUT gets "output" (works for models
+ *     compiled with --inference-only too).
  *   harness load CKPT IN
  *     Loads IN's parameters, then tries NAME_load(CKPT): prints the error
  *     and exits 3 if it was rejected, and checks that a rejected load left
@@ -68,6 +71,7 @@ static void put(const char *name, float *data, int64_t n)
     t->data = data;
 }
 
+#if U(TRAINING)
 static char *name2(const char *a, const char *b)
 {
     size_t n = strlen(a) + strlen(b) + 1;
@@ -77,6 +81,7 @@ static char *name2(const char *a, const char *b)
     snprintf(s, n, "%s%s", a, b);
     return s;
 }
+#endif
 
 #if U(TRAINING)
 #if U(LABELS)
@@ -191,6 +196,25 @@ static int check(const char *in, const char *out, int n, int steps, int fd)
 }
 #endif
 
+static int forward_only(const char *in, const char *out, int n)
+{
+    char err[512];
+    struct MODEL *m = F(create)(U(SEED));
+    if (!m)
+        fail("create", "out of memory");
+    load_params(m, in);
+    float *x = xalloc((size_t)n * U(IN_SIZE));
+    lm_tensor data = {"x", 2, {n, U(IN_SIZE)}, x};
+    if (lm_st_load(in, &data, 1, NULL, 0, LM_ST_ALLOW_EXTRA, err, sizeof err) != 0)
+        fail("data", err);
+    float *y = xalloc((size_t)n * U(OUT_SIZE));
+    F(forward)(m, x, n, y);
+    put("output", y, (int64_t)n * U(OUT_SIZE));
+    if (lm_st_save(out, outs, nouts, NULL, 0, err, sizeof err) != 0)
+        fail("save", err);
+    return 0;
+}
+
 static int try_load(const char *ckpt, const char *in)
 {
     char err[512];
@@ -217,12 +241,14 @@ static int try_load(const char *ckpt, const char *in)
 
 int main(int argc, char **argv)
 {
+    if (argc == 5 && !strcmp(argv[1], "forward"))
+        return forward_only(argv[2], argv[3], atoi(argv[4]));
     if (argc == 4 && !strcmp(argv[1], "load"))
         return try_load(argv[2], argv[3]);
 #if U(TRAINING)
     if (argc == 7 && !strcmp(argv[1], "check"))
         return check(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]), atoi(argv[6]));
 #endif
-    fprintf(stderr, "usage: harness check IN OUT N STEPS FD | harness load CKPT IN\n");
+    fprintf(stderr, "usage: harness check IN OUT N STEPS FD | forward IN OUT N | load CKPT IN\n");
     return 2;
 }

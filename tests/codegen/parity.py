@@ -36,7 +36,9 @@ def blas_libs():
 
 
 def build(lam_text, work, extra_flags=(), cflags=("-O0",)):
-    """Compiles a model and the harness; returns (binary, IR)."""
+    """Compiles a model and the harness; returns (binary, IR). The runtime
+    library is build/liblamina_rt.a, or $LAMINA_RT when set (the portable
+    GEMM build, say); CFLAGS in the environment are added (sanitizers)."""
     path = os.path.join(work, "model.lam")
     with open(path, "w") as f:
         f.write(lam_text)
@@ -45,21 +47,28 @@ def build(lam_text, work, extra_flags=(), cflags=("-O0",)):
         raise RuntimeError("laminac rejected the model:\n" + ir_text.stderr + lam_text)
     ir = IR(ir_text.stdout)
     name = ir_text.stdout.split("model ")[1].split(",")[0]
-    r = subprocess.run([LAMINAC, "--input-grad", *extra_flags, path, "-o", work],
+    r = subprocess.run([LAMINAC, *([] if grad_off(extra_flags) else ["--input-grad"]), *extra_flags,
+                        path, "-o", work],
                        capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError("laminac failed:\n" + r.stderr)
     exe = os.path.join(work, "harness")
+    cflags = list(cflags) + os.environ.get("CFLAGS", "").split()
+    grad = [] if "--inference-only" in extra_flags else ["-DINPUT_GRAD"]
     cmd = [CC, "-std=c99", *cflags, "-Wall", "-Wextra", "-Werror", "-pedantic",
-           "-DMODEL=" + name, "-DMODELU=" + name.upper(), "-DINPUT_GRAD",
+           "-DMODEL=" + name, "-DMODELU=" + name.upper(), *grad,
            "-include", os.path.join(work, name + ".h"), "-I", work,
            "-I", os.path.join(ROOT, "runtime"), os.path.join(HERE, "harness.c"),
-           os.path.join(work, name + ".c"), os.path.join(ROOT, "build", "liblamina_rt.a"),
+           os.path.join(work, name + ".c"), os.environ.get("LAMINA_RT", os.path.join(ROOT, "build", "liblamina_rt.a")),
            *blas_libs(), "-lz", "-lm", "-o", exe]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError("cc failed:\n" + r.stderr)
     return exe, ir
+
+
+def grad_off(flags):
+    return "--inference-only" in flags
 
 
 def draw_inputs(ir, n, gen):

@@ -1,0 +1,80 @@
+#!/bin/sh
+# tests/codegen/run.sh — the generated C: compiles clean, matches PyTorch,
+# runs clean under ASan/UBSan, and keeps its promises about memory.
+#   1. every example, for training and --inference-only, compiles with gcc
+#      and clang at -std=c99 -Wall -Wextra -Werror -pedantic;
+#   2. --summary's instance bytes equal the generated NAME_size();
+#   3. every example against PyTorch, under AddressSanitizer and UBSan,
+#      and checkpoints both ways (test_models.py);
+#   4. every op of the table on 20 random configurations, SGD and Adam
+#      (test_ops.py);
+#   5. the same with the runtime's portable GEMM (make BLAS=none), on the
+#      examples and 3 configurations per op.
+set -u
+cd "$(dirname "$0")/../.."
+PY=/usr/bin/python3
+pass=0 fail=0
+ok() { pass=$((pass + 1)); echo "ok   $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL $1"; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+for f in examples/*.lam; do
+    name=$(basename "$f" .lam)
+    for mode in train infer; do
+        flag=""; [ $mode = infer ] && flag="--inference-only"
+        out="$tmp/$mode"
+        mkdir -p "$out"
+        if ! ./laminac $flag "$f" -o "$out" 2>"$tmp/err"; then
+            bad "$name ($mode): laminac failed: $(cat "$tmp/err")"; continue
+        fi
+        for cc in gcc clang; do
+            if $cc -std=c99 -Wall -Wextra -Werror -pedantic -O1 -Iruntime -c "$out/$name.c" \
+                -o "$out/$name.o" 2>"$tmp/err"; then
+                ok "$name ($mode) compiles warning-free with $cc"
+            else
+                bad "$name ($mode) with $cc:"; cat "$tmp/err"
+            fi
+        done
+        # The instance is exactly as large as --summary says.
+        printf '#include "%s.h"\n#include <stdio.h>\nint main(void) { printf("%%zu\\n", %s_size()); return 0; }\n' \
+            "$name" "$name" >"$out/size.c"
+        cc -std=c99 -I"$out" -Iruntime "$out/size.c" "$out/$name.c" build/liblamina_rt.a \
+            $(pkg-config --libs openblas) -lz -lm -o "$out/size" 2>"$tmp/err" || cat "$tmp/err"
+        got=$("$out/size")
+        want=$(./laminac $flag --summary "$f" | awk '/^  total/ {gsub(",", "", $2); print $2}')
+        if [ "$got" = "$want" ]; then
+            ok "$name ($mode): --summary's $want bytes are ${name}_size()"
+        else
+            bad "$name ($mode): --summary says $want bytes, ${name}_size() is $got"
+        fi
+    done
+done
+
+count() { # the "passed, failed" line of a python test, added to ours
+    line=$(grep -E "^[a-z]+: [0-9]+ passed, [0-9]+ failed" "$1" | tail -n 1)
+    if [ -z "$line" ]; then fail=$((fail + 1)); echo "FAIL $2 printed no result"; return; fi
+    p=$(echo "$line" | sed -E 's/.*: ([0-9]+) passed.*/\1/')
+    f=$(echo "$line" | sed -E 's/.*passed, ([0-9]+) failed.*/\1/')
+    pass=$((pass + p)); fail=$((fail + f))
+}
+
+echo "== the examples against PyTorch, under ASan and UBSan"
+ASAN_OPTIONS=detect_leaks=0 CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all -g" \
+    $PY tests/codegen/test_models.py >"$tmp/models.log" 2>&1
+grep -v "^ok " "$tmp/models.log"; count "$tmp/models.log" test_models.py
+
+echo "== every op on random configurations against PyTorch"
+$PY tests/codegen/test_ops.py "${LAMINA_OP_CONFIGS:-20}" >"$tmp/ops.log" 2>&1
+cat "$tmp/ops.log" | tail -n 40; count "$tmp/ops.log" test_ops.py
+
+echo "== the same with the portable GEMM (BLAS=none)"
+make --no-print-directory -s BLAS=none B=build/noblas build/noblas/liblamina_rt.a >/dev/null
+LAMINA_RT=build/noblas/liblamina_rt.a BLAS=none $PY tests/codegen/test_models.py lenet5 cnn mlp autoencoder \
+    >"$tmp/nb.log" 2>&1
+grep -v "^ok " "$tmp/nb.log"; count "$tmp/nb.log" "test_models.py (BLAS=none)"
+LAMINA_RT=build/noblas/liblamina_rt.a BLAS=none $PY tests/codegen/test_ops.py 3 >"$tmp/nbo.log" 2>&1
+tail -n 2 "$tmp/nbo.log"; count "$tmp/nbo.log" "test_ops.py (BLAS=none)"
+
+echo "codegen: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
