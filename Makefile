@@ -2,6 +2,8 @@
 #   make            build laminac and the runtime library
 #   make demo       the main job (installs missing Debian packages as root)
 #   make test       every test
+#   make test-long  the Fashion-MNIST accuracy runs against PyTorch (minutes)
+#   make plot       redraw the demo's training curves
 #   make fuzz       libFuzzer target for the parser (clang)
 #   make BLAS=none  use the runtime's portable GEMM instead of OpenBLAS
 
@@ -13,7 +15,10 @@ CFLAGS  += -std=c99 $(OPT) $(WARN) -D_POSIX_C_SOURCE=200809L
 B        = build
 
 COMPILER_SRC = $(wildcard compiler/*.c)
-COMPILER_OBJ = $(COMPILER_SRC:compiler/%.c=$(B)/compiler/%.o) $(B)/grammar/parser.o $(B)/grammar/lexer.o
+# The compiler reads checkpoints (--embed-weights) with the runtime's own
+# safetensors reader: one parser for one format.
+COMPILER_OBJ = $(COMPILER_SRC:compiler/%.c=$(B)/compiler/%.o) $(B)/grammar/parser.o $(B)/grammar/lexer.o \
+               $(B)/compiler/rt_safetensors.o
 RUNTIME_SRC  = $(wildcard runtime/*.c)
 RUNTIME_OBJ  = $(RUNTIME_SRC:runtime/%.c=$(B)/runtime/%.o)
 
@@ -67,13 +72,17 @@ $(B)/grammar/parser.o: $(B)/grammar/parser.c $(B)/grammar/lexer.h compiler/lamin
 
 $(B)/compiler/%.o: compiler/%.c compiler/lamina.h
 	@mkdir -p $(B)/compiler
-	$(CC) $(CFLAGS) $(CLANG_CFLAGS) -c -o $@ $<
+	$(CC) $(CFLAGS) $(CLANG_CFLAGS) -Iruntime -c -o $@ $<
 
 # Objects remember which BLAS they were built for: changing BLAS rebuilds.
 $(B)/blas.stamp: FORCE
 	@mkdir -p $(B)
 	@echo '$(BLAS)' | cmp -s - $@ || echo '$(BLAS)' > $@
 FORCE:
+
+$(B)/compiler/rt_safetensors.o: runtime/safetensors.c runtime/lamina_rt.h
+	@mkdir -p $(B)/compiler
+	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(B)/runtime/%.o: runtime/%.c runtime/lamina_rt.h $(B)/blas.stamp
 	@mkdir -p $(B)/runtime
@@ -87,6 +96,23 @@ demo:
 	@scripts/deps.sh demo
 	@$(MAKE) --no-print-directory all
 	@scripts/demo.sh
+
+# The Fashion-MNIST accuracy runs: lamina's MLP, LeNet-5 and CNN against
+# PyTorch, 10 epochs each (tests/train/long.sh; THREADS=N, default 1).
+test-long:
+	@scripts/deps.sh bench
+	@$(MAKE) --no-print-directory all
+	@tests/train/long.sh
+
+# Draws the loss and accuracy curves of a metrics file with gnuplot: by
+# default the demo's (out/lenet5/metrics.csv -> out/lenet5/curves.png),
+# or METRICS=run.csv PLOT=run.png; any program from laminac --main can.
+.PHONY: plot
+METRICS ?= out/lenet5/metrics.csv
+PLOT ?= $(if $(filter out/lenet5/metrics.csv,$(METRICS)),out/lenet5/curves.png,$(METRICS:.csv=.png))
+plot:
+	@test -x out/lenet5/lenet5 || { echo "make plot: run 'make demo' first"; exit 1; }
+	@out/lenet5/lenet5 plot --metrics '$(METRICS)' --plot '$(PLOT)' && echo "plotted $(PLOT)"
 
 test:
 	@scripts/deps.sh test

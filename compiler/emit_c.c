@@ -15,9 +15,11 @@
  * shapes (ops.c), gradients (grad.c) or memory (plan.c).
  */
 #include "lamina.h"
+#include "lamina_rt.h"
 
 #include <errno.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -940,7 +942,8 @@ static void emit_layout(Emitter *e, Buf *c)
             name = upper(e, s);
             shape = "one per parameter";
         }
-        buf_printf(c, "#define %-24s (mem + %lld) /* %-7s %s */\n", name, (long long)b->offset,
+        const char *base = p->static_params && b->kind == BUF_PARAM ? "weights" : "mem";
+        buf_printf(c, "#define %-24s (%s + %lld) /* %-7s %s */\n", name, base, (long long)b->offset,
                    bufkind_name(b->kind), shape);
     }
     for (int i = 0; i < e->g->tensors.len; i++) {
@@ -1114,6 +1117,8 @@ static void emit_checkpoint(Emitter *e, Buf *c)
         }
         buf_puts(c, "};\n\n");
     }
+    if (e->p->static_params)
+        goto files;
     buf_printf(c, "/* The tensors of a checkpoint, pointing into m: parameters, then (with_opt)\n"
                   " * the optimizer's state. Returns how many. */\n"
                   "static int checkpoint_tensors(struct %s *m, lm_tensor *t, int with_opt)\n{\n"
@@ -1134,7 +1139,26 @@ static void emit_checkpoint(Emitter *e, Buf *c)
                       "        t[k].data = %s + %s_param_table[i].offset;\n"
                       "    }\n", U, s, macro[s], P);
     buf_puts(c, "    return k;\n}\n\n");
+files:;
     int total = np * (1 + nslots);
+    if (e->p->static_params) {
+        /* Compiled-in weights: no checkpoint files, so no file I/O at all. */
+        buf_printf(c, "int %s_save_meta(const struct %s *m, const char *path, const char *const *kv, int nkv,\n"
+                      "    char *err, size_t errlen)\n{\n"
+                      "    (void)m;\n    (void)kv;\n    (void)nkv;\n"
+                      "    snprintf(err, errlen, \"%%s: not saved: this model's weights are compiled in \"\n"
+                      "             \"(laminac --embed-weights); save the checkpoint they came from\", path);\n"
+                      "    return -1;\n}\n\n"
+                      "int %s_save(const struct %s *m, const char *path, char *err, size_t errlen)\n{\n"
+                      "    return %s_save_meta(m, path, NULL, 0, err, errlen);\n}\n\n",
+                   P, P, P, P, P);
+        buf_printf(c, "int %s_load(struct %s *m, const char *path, char *err, size_t errlen)\n{\n"
+                      "    (void)m;\n"
+                      "    snprintf(err, errlen, \"%%s: not loaded: this model's weights are compiled in \"\n"
+                      "             \"(laminac --embed-weights)\", path);\n"
+                      "    return -1;\n}\n\n", P, P);
+        return;
+    }
     buf_printf(c, "int %s_save_meta(const struct %s *m, const char *path, const char *const *kv, int nkv,\n"
                   "    char *err, size_t errlen)\n{\n"
                   "    enum { MAX_META = 32 };\n"
@@ -1172,6 +1196,46 @@ static void emit_checkpoint(Emitter *e, Buf *c)
                   "        m->step = strtoll(step, NULL, 10);\n"
                   "    return 0;\n}\n\n",
                P, P, total, nslots > 0, e->p->momentum ? "sgd" : "adam");
+}
+
+/* --embed-weights: the checkpoint's parameters as a static const array, in
+ * C99 hexadecimal floating constants (exact, and shorter than decimal). */
+static bool emit_weights(Emitter *e, Buf *c, const char *path)
+{
+    const Graph *g = e->g;
+    float *w = xrealloc(NULL, sizeof(float) * (size_t)(e->p->nparams ? e->p->nparams : 1));
+    lm_tensor *t = ARENA_ARRAY(g->arena, lm_tensor, g->params.len + 1);
+    for (int i = 0; i < g->params.len; i++) {
+        const Tensor *pt = g->params.items[i];
+        t[i].name = pt->name;
+        t[i].rank = pt->shape.rank;
+        for (int k = 0; k < pt->shape.rank; k++)
+            t[i].shape[k] = pt->shape.dim[k];
+        t[i].data = w + e->p->of_tensor[pt->id]->offset;
+    }
+    char err[512];
+    if (lm_st_load(path, t, g->params.len, NULL, 0, LM_ST_ALLOW_EXTRA, err, sizeof err) != 0) {
+        fprintf(stderr, "laminac: --embed-weights: %s\n", err);
+        free(w);
+        return false;
+    }
+    for (int64_t i = 0; i < e->p->nparams; i++)
+        if (!isfinite(w[i])) {
+            fprintf(stderr, "laminac: --embed-weights: %s: parameter %lld is not finite\n", path,
+                    (long long)i);
+            free(w);
+            return false;
+        }
+    buf_printf(c, "/* The parameters, compiled in from %s (laminac --embed-weights),\n"
+                  " * laid out as %s_param_table says. */\n"
+                  "static const float weights[%s_NUM_PARAMS] = {\n",
+               path, e->prefix, e->PREFIX);
+    for (int64_t i = 0; i < e->p->nparams; i++)
+        buf_printf(c, "%s%af,%s", i % 6 == 0 ? "    " : "", (double)w[i],
+                   i % 6 == 5 || i + 1 == e->p->nparams ? "\n" : " ");
+    buf_puts(c, "};\n\n");
+    free(w);
+    return true;
 }
 
 static bool write_file(const char *path, const Buf *b)
@@ -1340,11 +1404,17 @@ bool emit_c(const Graph *g, const Plan *p, const EmitOptions *o, const char *dir
                    "    char pad_[%d];       /* the floats start %d bytes in */\n"
                    "    float mem[%s_MEM_FLOATS];\n};\n\n",
                P, PLAN_HEADER_BYTES - 24, PLAN_HEADER_BYTES, U);
+    if (o->embed_weights && !emit_weights(&e, &c, o->embed_weights)) {
+        buf_free(&h);
+        buf_free(&c);
+        return false;
+    }
     emit_layout(&e, &c);
     emit_param_table(&e, &c);
     buf_puts(&c, "/* ---- forward ---------------------------------------------------------- */\n");
     buf_puts(&c, e.fn.s ? e.fn.s : "");
-    emit_init(&e, &c);
+    if (!o->embed_weights)
+        emit_init(&e, &c);
     if (train)
         emit_optimizer(&e, &c);
     buf_puts(&c, "\n/* ---- the passes --------------------------------------------------------- */\n\n");
@@ -1355,9 +1425,12 @@ bool emit_c(const Graph *g, const Plan *p, const EmitOptions *o, const char *dir
                P, tt ? tt : "const void *target", tt ? "" : "    (void)target;\n", e.fwd.s ? e.fwd.s : "");
     buf_printf(&c, "size_t %s_size(void)\n{\n    return sizeof(struct %s);\n}\n\n", P, P);
     buf_printf(&c, "struct %s *%s_init(void *mem, uint64_t seed)\n{\n    struct %s *m = mem;\n"
-                   "    memset(m, 0, sizeof *m);\n    m->lr = %s_LR;\n    m->seed = seed;\n"
-                   "    init_params(m->mem, seed);\n    return m;\n}\n\n",
-               P, P, P, U);
+                   "    memset(m, 0, sizeof *m);\n    m->lr = %s_LR;\n    m->seed = seed;\n%s"
+                   "    return m;\n}\n\n",
+               P, P, P, U,
+               p->static_params ? "    /* the parameters are the compiled-in weights[] */\n"
+               : o->embed_weights ? arena_printf(g->arena, "    memcpy(m->mem, weights, %s_NUM_PARAMS * sizeof(float));\n", U)
+                                  : "    init_params(m->mem, seed);\n");
     buf_printf(&c, "struct %s *%s_create(uint64_t seed)\n{\n    void *mem = malloc(sizeof(struct %s));\n"
                    "    return mem ? %s_init(mem, seed) : NULL;\n}\n\n"
                    "void %s_destroy(struct %s *m)\n{\n    free(m);\n}\n\n",
@@ -1412,11 +1485,14 @@ bool emit_c(const Graph *g, const Plan *p, const EmitOptions *o, const char *dir
     if (g->input->grad)
         buf_printf(&c, "const float *%s_input_grad(const struct %s *m)\n{\n    const float *mem = m->mem;\n"
                        "    return %s;\n}\n\n", P, P, ref(&e, g->input->grad));
-    buf_printf(&c, "float *%s_params(struct %s *m)\n{\n    return m->mem;\n}\n\n"
+    buf_printf(&c, p->static_params ? "float *%s_params(struct %s *m)\n{\n    (void)m;\n    return NULL;\n}\n\n"
+                                    : "float *%s_params(struct %s *m)\n{\n    return m->mem;\n}\n\n",
+               P, P);
+    buf_printf(&c, ""
                    "void %s_set_lr(struct %s *m, float lr)\n{\n    m->lr = lr;\n}\n\n"
                    "float %s_get_lr(const struct %s *m)\n{\n    return m->lr;\n}\n\n"
                    "int64_t %s_get_step(const struct %s *m)\n{\n    return m->step;\n}\n\n",
-               P, P, P, P, P, P, P, P);
+               P, P, P, P, P, P);
     emit_checkpoint(&e, &c);
 
     mkdir(dir, 0777); /* an existing directory is fine; fopen reports the rest */

@@ -24,83 +24,6 @@
 #else
 #define LM_PRINTF(f, a)
 #define LM_NORETURN
-/* ---- plan.c --------------------------------------------------------------- */
-
-typedef enum BufKind {
-    BUF_PARAM,   /* parameters, PyTorch's layouts, one after another */
-    BUF_GRAD,    /* their gradients, the same layout */
-    BUF_OPT,     /* optimizer state: momentum, or Adam's two moments */
-    BUF_ACT,     /* activations (forward) */
-    BUF_DACT,    /* gradients of activations (backward) */
-    BUF_SCRATCH, /* a node's temporary, e.g. im2col columns */
-    BUF_COUNT
-} BufKind;
-
-/* One region of the instance's memory, in floats from its start. */
-typedef struct Buffer {
-    const char *name; /* for the plan dump and the emitter's macros */
-    BufKind kind;
-    Tensor *t;        /* the tensor it holds, or NULL (scratch, opt state) */
-    Node *node;       /* scratch: the node that uses it */
-    int64_t offset, size;
-    int first, last;  /* live from node first to node last (schedule order) */
-} Buffer;
-
-typedef struct Plan {
-    bool training;
-    PtrVec bufs;                /* Buffer*: parameters first, then the rest */
-    Buffer **of_tensor;         /* by tensor id; NULL: the caller's (input, target) */
-    Buffer **scratch_of;        /* by node id; NULL if the node needs none */
-    Buffer *momentum, *adam_m, *adam_v; /* optimizer state (NULL if none) */
-    int64_t nparams;            /* floats */
-    int64_t by_kind[BUF_COUNT]; /* floats each kind needs (shared: as laid out) */
-    int64_t work;               /* floats of activations + their gradients + scratch */
-    int64_t total;              /* floats in all */
-} Plan;
-
-enum { PLAN_ALIGN = 16 }; /* floats: 64 bytes, a cache line */
-/* Bytes of the generated struct before its float memory (lr, step, seed,
- * padding): emit_c.c lays the struct out to match. */
-enum { PLAN_HEADER_BYTES = 64 };
-
-Plan *plan_build(Graph *g, bool training);
-void print_plan(FILE *f, const Graph *g, const Plan *p);
-/* The scratch floats a node needs (0: none). */
-int64_t plan_scratch_size(const Node *n);
-const char *bufkind_name(BufKind k);
-
-/* ---- emit_c.c ------------------------------------------------------------- */
-
-typedef struct EmitOptions {
-    const char *prefix;     /* symbol prefix; default: the model's name */
-    const char *source;     /* the model file, for comments */
-    bool inference_only;
-    const char *embed_weights; /* a checkpoint to compile in as static const data */
-} EmitOptions;
-
-/* Writes dir/<prefix>.h and dir/<prefix>.c. Returns false (with a message
- * on stderr) if a file cannot be written. */
-bool emit_c(const Graph *g, const Plan *p, const EmitOptions *o, const char *dir);
-
-/* ---- emit_main.c ---------------------------------------------------------- */
-
-/* Writes dir/<prefix>_main.c: a complete program (train, eval, predict)
- * around the generated model. Returns false after a message on stderr. */
-bool emit_main(const Graph *g, const Plan *p, const EmitOptions *o, const char *dir);
-
-/* ---- verify.c --------------------------------------------------------------- */
-
-/* Parses dir/<prefix>.c with libclang and checks it (see verify.c).
- * Prints what it finds; returns false on any problem. Without libclang
- * support built in, says so and returns false. */
-bool verify_c(const char *dir, const char *prefix, const char *runtime_include);
-
-/* ---- grad.c --------------------------------------------------------------- */
-
-/* Appends the backward pass to g: reverse-mode differentiation of the
- * forward nodes into IR. Sets every parameter's grad tensor. */
-void grad_build(Graph *g);
-
 #endif
 
 /* ---- util.c ------------------------------------------------------------ */
@@ -500,7 +423,8 @@ const char *op_name(Op op);
 
 /* Builds and shape-checks the graph. Returns NULL when errors were
  * reported (all of them: it keeps going after the first). */
-Graph *lower_program(Arena *a, Diag *d, const Program *p, bool need_loss);
+/* batch > 0 overrides the train block's batch size (laminac --batch). */
+Graph *lower_program(Arena *a, Diag *d, const Program *p, bool need_loss, int64_t batch);
 const char *init_name(Init i);
 
 /* ---- print.c -------------------------------------------------------------- */
@@ -534,6 +458,8 @@ typedef struct Buffer {
 
 typedef struct Plan {
     bool training;
+    bool static_params; /* --embed-weights --inference-only: parameters live in
+                         * a static const array, not in the instance */
     PtrVec bufs;                /* Buffer*: parameters first, then the rest */
     Buffer **of_tensor;         /* by tensor id; NULL: the caller's (input, target) */
     Buffer **scratch_of;        /* by node id; NULL if the node needs none */
@@ -549,7 +475,9 @@ enum { PLAN_ALIGN = 16 }; /* floats: 64 bytes, a cache line */
  * padding): emit_c.c lays the struct out to match. */
 enum { PLAN_HEADER_BYTES = 64 };
 
-Plan *plan_build(Graph *g, bool training);
+/* static_params: the parameters are compiled in as constants (only
+ * without training): the instance holds the work area alone. */
+Plan *plan_build(Graph *g, bool training, bool static_params);
 void print_plan(FILE *f, const Graph *g, const Plan *p);
 /* The scratch floats a node needs (0: none). */
 int64_t plan_scratch_size(const Node *n);

@@ -369,7 +369,10 @@ static bool bind(Lower *L, const Call *c, const char *owner, const AttrSpec *spe
                 ok = false;
                 diag_error(L->d, arg->key_loc, "%s has no attribute '%s'", owner, arg->key);
                 const char *best = closest(arg->key, names, nspec);
-                if (best) {
+                if (!strcmp(arg->key, "activation")) {
+                    diag_note(L->d, NOWHERE, "an activation is written after the layer, as in "
+                                             "'%s(...) relu;'", owner);
+                } else if (best) {
                     diag_note(L->d, NOWHERE, "did you mean '%s'?", best);
                     suggested[attr_index(spec, nspec, best)] = true;
                 } else {
@@ -1227,7 +1230,7 @@ static void lower_model(Lower *L, const Block *b, bool need_loss)
     }
 }
 
-Graph *lower_program(Arena *a, Diag *d, const Program *p, bool need_loss)
+Graph *lower_program(Arena *a, Diag *d, const Program *p, bool need_loss, int64_t batch)
 {
     static const char *const block_names[] = {"model", "train"};
     Lower L;
@@ -1274,10 +1277,14 @@ Graph *lower_program(Arena *a, Diag *d, const Program *p, bool need_loss)
                                   train->loc.col < model->loc.col));
     if (train_first)
         lower_train(&L, train, &L.g->train);
+    if (batch > 0) /* laminac --batch: the command line wins */
+        L.g->train.batch = batch;
     if (model)
         lower_model(&L, model, need_loss);
     if (train && !train_first)
         lower_train(&L, train, &L.g->train);
+    if (batch > 0)
+        L.g->train.batch = batch;
     if (!model && d->errors == 0) {
         diag_error(d, (Loc){1, 1, 1}, "no model in this file");
         diag_note(d, NOWHERE, "a model file holds a block 'model NAME { ... }'");

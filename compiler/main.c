@@ -22,6 +22,7 @@ typedef struct Options {
     Emit emit;
     bool summary, inference_only, input_grad, verify, program;
     const char *embed_weights;
+    long batch;
 } Options;
 
 static void usage(FILE *f)
@@ -43,6 +44,8 @@ static void usage(FILE *f)
           "  --main           also write DIR/NAME_main.c, a program: train, eval, predict\n"
           "  --embed-weights CKPT  compile the checkpoint's parameters in as static const\n"
           "                   data (with --inference-only: no file I/O at all)\n"
+          "  --batch N        compile for batches of up to N samples (default: the\n"
+          "                   train block's batch)\n"
           "  --input-grad     also compute the gradient of the loss with respect to the\n"
           "                   input (NAME_input_grad)\n"
           "  --verify         parse the written C with libclang and check it\n"
@@ -104,6 +107,13 @@ static int parse_args(int argc, char **argv, Options *o)
             o->emit = EMIT_PLAN;
         } else if (!strcmp(a, "--summary")) {
             o->summary = true;
+        } else if (!strcmp(a, "--batch")) {
+            char *end = NULL;
+            o->batch = ++i < argc ? strtol(argv[i], &end, 10) : 0;
+            if (!end || *end || o->batch < 1 || o->batch > 65536) {
+                fputs("laminac: --batch needs a number from 1 to 65536\n", stderr);
+                return 2;
+            }
         } else if (!strcmp(a, "--input-grad")) {
             o->input_grad = true;
         } else if (!strcmp(a, "--verify")) {
@@ -159,7 +169,7 @@ int main(int argc, char **argv)
     Program *prog = parse_program(arena, &d, &src);
     Graph *g = NULL;
     if (d.errors == 0 || prog->nblocks > 0)
-        g = lower_program(arena, &d, prog, !o.inference_only);
+        g = lower_program(arena, &d, prog, !o.inference_only, o.batch);
     if (d.errors) {
         fprintf(stderr, "%d error%s generated.\n", d.errors, d.errors == 1 ? "" : "s");
         arena_free(arena);
@@ -169,7 +179,7 @@ int main(int argc, char **argv)
         g->input->grad_wanted = o.input_grad;
         grad_build(g);
     }
-    Plan *plan = plan_build(g, !o.inference_only);
+    Plan *plan = plan_build(g, !o.inference_only, o.embed_weights != NULL);
     FILE *out = stdout;
     if (o.emit == EMIT_C && !o.summary) {
         EmitOptions eo = {o.prefix, o.input, o.inference_only, o.embed_weights};

@@ -85,6 +85,10 @@ static bool shape_window(const Node *n, const char *what, int64_t channels, Shap
         }
         diag_error(d, n->loc, "%s %s %dx%d does not fit its input %s%s", op_name(n->op), what,
                    a->kernel[0], a->kernel[1], sample(x, b, sizeof b), padded);
+        if (n->in[0]->role == ROLE_INPUT && (x->dim[3] == 1 || x->dim[3] == 3) &&
+            x->dim[1] > x->dim[3])
+            diag_note(d, (Loc){0, 0, 0}, "an input is [channels, height, width]; is this one "
+                                         "written [height, width, channels]?");
         return false;
     }
     int64_t dims[4] = {x->dim[0], channels, oh, ow};

@@ -108,10 +108,11 @@ static int64_t place(Buffer **bufs, int n)
     return top;
 }
 
-Plan *plan_build(Graph *g, bool training)
+Plan *plan_build(Graph *g, bool training, bool static_params)
 {
     Plan *p = ARENA_NEW(g->arena, Plan);
     p->training = training && g->has_grad;
+    p->static_params = static_params && !p->training;
     p->of_tensor = ARENA_ARRAY(g->arena, Buffer *, g->tensors.len + 1);
     p->scratch_of = ARENA_ARRAY(g->arena, Buffer *, g->nodes.len + 1);
     int nsched = p->training ? g->nodes.len : g->nforward;
@@ -128,7 +129,7 @@ Plan *plan_build(Graph *g, bool training)
         p->of_tensor[t->id] = b;
     }
     p->nparams = off;
-    off = round_up(off);
+    off = p->static_params ? 0 : round_up(off); /* static: offsets into the constants */
     if (p->training) {
         for (int i = 0; i < g->params.len; i++) {
             Tensor *t = g->params.items[i];
@@ -211,7 +212,8 @@ Plan *plan_build(Graph *g, bool training)
     p->total = work_base + p->work;
     for (int i = 0; i < p->bufs.len; i++) {
         const Buffer *b = p->bufs.items[i];
-        p->by_kind[b->kind] += b->size;
+        if (!(p->static_params && b->kind == BUF_PARAM))
+            p->by_kind[b->kind] += b->size;
     }
     return p;
 }

@@ -51,6 +51,42 @@ for f in examples/*.lam; do
     done
 done
 
+echo "== --embed-weights: the same outputs as loading the checkpoint, and no file I/O"
+emb="$tmp/embed"
+mkdir -p "$emb"
+lib="build/liblamina_rt.a $(pkg-config --libs openblas) -lz -lm"
+./laminac --prefix la examples/lenet5.lam -o "$emb"
+printf '#include "la.h"\nint main(int c, char **v) { char e[256]; la *m = la_create(7);\n  static float x[8 * 784]; static int32_t y[8];\n  for (int i = 0; i < 8 * 784; i++) x[i] = (float)(i %% 13) / 13.0f;\n  for (int s = 0; s < 3; s++) la_train_step(m, x, y, 8);\n  return c == 2 && la_save(m, v[1], e, sizeof e) == 0 ? 0 : 1; }\n' >"$emb/mk.c"
+cc -std=c99 -I"$emb" -Iruntime "$emb/mk.c" "$emb/la.c" $lib -o "$emb/mk" && "$emb/mk" "$emb/ck.st"
+for flags in "--inference-only" ""; do
+    ./laminac --prefix lb $flags --embed-weights "$emb/ck.st" examples/lenet5.lam -o "$emb"
+    cc -std=c99 -Wall -Wextra -Werror -pedantic -O1 -DA=la -DAU=LA -DB=lb -include "$emb/la.h" \
+        -include "$emb/lb.h" -Iruntime tests/codegen/embed_check.c "$emb/la.c" "$emb/lb.c" $lib -o "$emb/ec"
+    if [ $? -eq 0 ] && "$emb/ec" "$emb/ck.st" >"$tmp/err"; then
+        ok "--embed-weights ${flags:-(training)}: $(cat "$tmp/err")"
+    elif [ -n "$flags" ]; then
+        bad "--embed-weights $flags: $(cat "$tmp/err")"
+    elif grep -q "same outputs, load accepted" "$tmp/err"; then
+        ok "--embed-weights (training): same outputs; the weights stay loadable"
+    else
+        bad "--embed-weights (training): $(cat "$tmp/err")"
+    fi
+done
+./laminac --prefix lb --inference-only --embed-weights "$emb/ck.st" examples/lenet5.lam -o "$emb"
+printf '#include "lb.h"\nint main(void) { static float x[784], y[10]; lb *m = lb_create(0);\n  lb_forward(m, x, 1, y); lb_destroy(m); return y[0] != y[0]; }\n' >"$emb/dev.c"
+cc -std=c99 -O1 -I"$emb" -Iruntime "$emb/dev.c" "$emb/lb.c" $lib -o "$emb/dev"
+if "$emb/dev" && ! nm -u "$emb/dev" | grep -qE " (fopen|fopen64|open|open64|fwrite|fread|gzopen)(@.*)?$"; then
+    ok "--embed-weights --inference-only: the program links no file I/O"
+else
+    bad "--embed-weights --inference-only: file I/O linked in: $(nm -u "$emb/dev" | grep -E 'open|fwrite|fread')"
+fi
+if ./laminac --embed-weights "$tmp/missing.st" examples/lenet5.lam -o "$emb" 2>"$tmp/err"; then
+    bad "--embed-weights accepted a missing checkpoint"
+else
+    grep -q "missing.st" "$tmp/err" && ok "--embed-weights names a missing checkpoint: $(cat "$tmp/err")" \
+        || bad "--embed-weights message: $(cat "$tmp/err")"
+fi
+
 count() { # the "passed, failed" line of a python test, added to ours
     line=$(grep -E "^[a-z]+: [0-9]+ passed, [0-9]+ failed" "$1" | tail -n 1)
     if [ -z "$line" ]; then fail=$((fail + 1)); echo "FAIL $2 printed no result"; return; fi

@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     diag_init(&d, &src, null);
     Program *p = parse_program(a, &d, &src);
     if (d.errors == 0 || p->nblocks > 0) {
-        Graph *g = lower_program(a, &d, p, size % 2 == 0); /* half of them --inference-only */
+        Graph *g = lower_program(a, &d, p, size % 2 == 0, 0); /* half of them --inference-only */
         if (g) {
             print_ir(null, g, false);
             print_dot(null, g);

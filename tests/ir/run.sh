@@ -1,0 +1,50 @@
+#!/bin/sh
+# tests/ir/run.sh — the front end's output for every example.
+#
+# For every examples/X.lam:
+#   ir       `laminac --emit=ir` is exactly tests/ir/X.ir (a golden file,
+#            reviewed by hand once: see tests/ir/README);
+#   dot      `laminac --emit=dot` is a graph Graphviz renders (dot -Tsvg);
+#   summary  `laminac --summary` succeeds and prints the parameter total.
+# Each example needs a golden, and each golden an example.
+# LAMINAC=path overrides the compiler (default: ./laminac).
+set -u
+cd "$(dirname "$0")/../.." || exit 1
+laminac=${LAMINAC:-./laminac}
+out=$(mktemp) err=$(mktemp)
+trap 'rm -f "$out" "$err"' EXIT
+pass=0 fail=0
+ok() { pass=$((pass + 1)); echo "ok   $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL $1"; }
+for lam in examples/*.lam; do
+    name=$(basename "$lam" .lam)
+    golden=tests/ir/$name.ir
+    if [ ! -f "$golden" ]; then
+        bad "$name ir: no golden $golden (review the output, then save it there)"
+    elif "$laminac" --emit=ir "$lam" >"$out" 2>"$err" && cmp -s "$golden" "$out"; then
+        ok "$name ir"
+    else
+        bad "$name ir: differs from $golden"
+        cat "$err"
+        diff -u "$golden" "$out" | head -n 40
+    fi
+    if "$laminac" --emit=dot "$lam" 2>"$err" | dot -Tsvg >"$out" 2>>"$err" &&
+       [ -s "$out" ] && [ ! -s "$err" ]; then
+        ok "$name dot"
+    else
+        bad "$name dot: laminac --emit=dot | dot -Tsvg failed"
+        head -n 20 "$err"
+    fi
+    if "$laminac" --summary "$lam" >"$out" 2>"$err" && [ ! -s "$err" ] &&
+       grep -q '^Total params: ' "$out"; then
+        ok "$name summary"
+    else
+        bad "$name summary"
+        head -n 20 "$err"
+    fi
+done
+for golden in tests/ir/*.ir; do
+    [ -f "examples/$(basename "$golden" .ir).lam" ] || bad "$golden: no example of that name"
+done
+echo "ir: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
