@@ -2,6 +2,7 @@
 #   make            build laminac and the runtime library
 #   make demo       the main job (installs missing Debian packages as root)
 #   make test       every test
+#   make bench      lamina vs PyTorch, side by side (bench/run.sh; BENCH_QUICK=1: a smoke run)
 #   make test-long  the Fashion-MNIST accuracy runs against PyTorch (minutes)
 #   make plot       redraw the demo's training curves
 #   make fuzz       libFuzzer target for the parser (clang)
@@ -118,6 +119,15 @@ test:
 	@scripts/deps.sh test
 	@$(MAKE) --no-print-directory all
 	@tests/run.sh
+
+# The benchmark (bench/run.sh): the generated code and PyTorch on the same
+# models, interleaved; prints the table and writes bench/results.md and
+# bench/results.csv. About 13 minutes; BENCH_QUICK=1 for a 2-minute smoke
+# run (results in $(B)/bench/). Benchmarks report; no test times anything.
+bench:
+	@scripts/deps.sh bench
+	@$(MAKE) --no-print-directory all
+	@B=$(B) BLAS=$(BLAS) CC=$(CC) bench/run.sh
 
 # laminac under AddressSanitizer and UBSan, from objects of its own in
 # build/asan/: `make laminac-asan` builds build/asan/laminac, which the

@@ -180,7 +180,7 @@ typedef struct ParseCtx {
     void *scanner;
     PtrVec blocks;
     /* Open brackets, innermost last, for "to close '{'" notes. Nesting is
-     * bounded: deeper input ends the parse with an error. */
+     * bounded: deeper input ends the parse with an error, and depth -1. */
     int depth;
     Loc last; /* the last token, for errors at the end of the file */
     Loc prev; /* the token before it, for "missing ';'" at a line's end */

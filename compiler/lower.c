@@ -218,10 +218,26 @@ static bool swapped(const char *a, const char *b)
     return i + 1 < n && a[i] == b[i + 1] && a[i + 1] == b[i] && !strcmp(a + i + 2, b + i + 2);
 }
 
-/* The name closest to word: a swap of two letters, or else within the edit
- * distance closest_name allows. */
+/* Words other frameworks use for what lamina calls otherwise. */
+static const char *const aliases[][2] = {
+    {"linear", "dense"},         {"fc", "dense"},           {"conv", "conv2d"},
+    {"conv2D", "conv2d"},        {"maxpool2d", "maxpool"},  {"max_pool", "maxpool"},
+    {"avgpool2d", "avgpool"},    {"avg_pool", "avgpool"},   {"padding", "pad"},
+    {"kernel_size", "kernel"},   {"strides", "stride"},     {"out_channels", "filters"},
+    {"out_features", "units"},   {"pool_size", "size"},     {"rate", "p"},
+    {"negative_slope", "alpha"}, {"learning_rate", "lr"},   {"cross_entropy", "softmax_cross_entropy"},
+    {"bce", "sigmoid_bce"},
+};
+
+/* The name closest to word: what another framework calls it, a swap of two
+ * letters, or else within the edit distance closest_name allows. */
 static const char *closest(const char *word, const char *const *names, int n)
 {
+    for (int a = 0; a < NARGS(aliases); a++)
+        if (!strcmp(word, aliases[a][0]))
+            for (int i = 0; i < n; i++)
+                if (!strcmp(aliases[a][1], names[i]))
+                    return names[i];
     for (int i = 0; i < n; i++)
         if (swapped(word, names[i]))
             return names[i];
@@ -326,6 +342,14 @@ static bool check_value(Lower *L, const AttrSpec *s, const Value *v, const char 
     return false;
 }
 
+static bool is_activation(const char *word)
+{
+    for (int i = 0; i < NARGS(layer_specs); i++)
+        if (layer_specs[i].kind == L_ACT && !strcmp(word, layer_specs[i].word))
+            return true;
+    return false;
+}
+
 static int attr_index(const AttrSpec *spec, int nspec, const char *name)
 {
     for (int i = 0; i < nspec; i++)
@@ -397,7 +421,10 @@ static bool bind(Lower *L, const Call *c, const char *owner, const AttrSpec *spe
                 if (!order_said) {
                     diag_error(L->d, arg->value->loc, "too many positional arguments: %s takes "
                                "%d (%s)", owner, npos, name_list(L, positional, npos));
-                    if (nspec > npos)
+                    if (arg->value->kind == VAL_WORD && is_activation(arg->value->s))
+                        diag_note(L->d, NOWHERE, "an activation is written after the layer, "
+                                                 "as in '%s(...) %s;'", owner, arg->value->s);
+                    else if (nspec > npos)
                         diag_note(L->d, NOWHERE, "give the others by name, as in %s=...",
                                   spec[npos].name);
                 }

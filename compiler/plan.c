@@ -37,21 +37,23 @@ const char *bufkind_name(BufKind k)
 
 int64_t plan_scratch_size(const Node *n)
 {
+    /* A convolution's columns for one sample, [C*KH*KW, OH*OW]. */
+    const Tensor *x, *y;
     switch (n->op) {
     case OP_CONV2D:
-    case OP_CONV2D_DW: {
-        /* columns of one sample: [C*KH*KW, OH*OW] */
-        const Shape *x = &n->in[n->op == OP_CONV2D ? 0 : 1]->shape;
-        const Shape *y = n->op == OP_CONV2D ? &n->out->shape : &n->in[0]->shape;
-        return x->dim[1] * n->attr.kernel[0] * n->attr.kernel[1] * y->dim[2] * y->dim[3];
-    }
-    case OP_CONV2D_DX: {
-        const Shape *dy = &n->in[0]->shape, *x = &n->out->shape;
-        return x->dim[1] * n->attr.kernel[0] * n->attr.kernel[1] * dy->dim[2] * dy->dim[3];
-    }
+        x = n->in[0], y = n->out;
+        break;
+    case OP_CONV2D_DW:
+        x = n->in[1], y = n->in[0];
+        break;
+    case OP_CONV2D_DX:
+        x = n->out, y = n->in[0];
+        break;
     default:
         return 0;
     }
+    int64_t rows = x->shape.dim[1] * n->attr.kernel[0] * n->attr.kernel[1];
+    return rows * y->shape.dim[2] * y->shape.dim[3];
 }
 
 /* Is t a view of another tensor? Returns the tensor it views, or NULL. */

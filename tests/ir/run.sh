@@ -1,7 +1,8 @@
 #!/bin/sh
 # tests/ir/run.sh — the front end's output for every example.
 #
-# For every examples/X.lam:
+# For every examples/X.lam, and tests/ir/X.lam (models that use what the
+# examples do not):
 #   ir       `laminac --emit=ir` is exactly tests/ir/X.ir (a golden file,
 #            reviewed by hand once: see tests/ir/README);
 #   dot      `laminac --emit=dot` is a graph Graphviz renders (dot -Tsvg);
@@ -16,7 +17,7 @@ trap 'rm -f "$out" "$err"' EXIT
 pass=0 fail=0
 ok() { pass=$((pass + 1)); echo "ok   $1"; }
 bad() { fail=$((fail + 1)); echo "FAIL $1"; }
-for lam in examples/*.lam; do
+for lam in examples/*.lam tests/ir/*.lam; do
     name=$(basename "$lam" .lam)
     golden=tests/ir/$name.ir
     if [ ! -f "$golden" ]; then
@@ -44,7 +45,8 @@ for lam in examples/*.lam; do
     fi
 done
 for golden in tests/ir/*.ir; do
-    [ -f "examples/$(basename "$golden" .ir).lam" ] || bad "$golden: no example of that name"
+    name=$(basename "$golden" .ir)
+    [ -f "examples/$name.lam" ] || [ -f "tests/ir/$name.lam" ] || bad "$golden: no model $name.lam"
 done
 echo "ir: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

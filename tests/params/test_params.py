@@ -1,6 +1,6 @@
 """test_params.py — every example's parameters and shapes against PyTorch.
 
-For each examples/X.lam this file builds the same network with torch.nn,
+For each examples/X.lam (and tests/ir/all_ops.lam) this file builds the same network with torch.nn,
 written out here by hand from the architecture (LeNet-5 is Conv2d(1, 6, 5,
 padding=2), AvgPool2d(2), ...; AlexNet is 96@11x11/4, ...), not from
 anything laminac prints. Modules are named as lamina names its layers, so
@@ -121,10 +121,28 @@ def xor_mlp():
     ]
 
 
+def all_ops():  # tests/ir/all_ops.lam: every attribute form, window sizes with padding
+    return [3, 32, 32], [
+        ("img", "input", []),
+        ("c1", "conv2d+leaky_relu", [nn.Conv2d(3, 8, (3, 5), stride=(1, 2), padding=(1, 2)),
+                                     nn.LeakyReLU(0.2)]),
+        ("maxpool_1", "maxpool", [nn.MaxPool2d(2, padding=1)]),
+        ("c2", "conv2d+elu+tanh", [nn.Conv2d(8, 8, 3, padding=1), nn.ELU(0.5), nn.Tanh()]),
+        ("a2", "avgpool", [nn.AvgPool2d((2, 3), stride=(2, 1), padding=(1, 0))]),
+        ("c3", "conv2d+sigmoid", [nn.Conv2d(8, 4, 1), nn.Sigmoid()]),
+        ("flatten_1", "flatten", [nn.Flatten()]),
+        ("dropout_1", "dropout", [nn.Dropout(0.25)]),
+        ("h", "dense+relu", [nn.Linear(4 * 9 * 7, 16), nn.ReLU()]),
+        ("step_1", "step", [Step()]),
+        ("logits", "dense+softmax", [nn.Linear(16, 5), nn.Softmax(dim=1)]),
+        ("loss", "softmax_cross_entropy", "loss"),
+    ]
+
+
 TWINS = {
     "alexnet": alexnet, "autoencoder": autoencoder, "cnn": cnn, "lenet5": lenet5,
     "mlp": mlp, "perceptron_and": perceptron, "perceptron_or": perceptron,
-    "perceptron_xor": perceptron, "xor_mlp": xor_mlp,
+    "perceptron_xor": perceptron, "xor_mlp": xor_mlp, "all_ops": all_ops,
 }
 
 ROW = re.compile(r"^(\S+) \((\S+)\)\s+(\[[\d,]*\]|\?)\s+([\d,]+)\s+([\d,]+)\s*$")
@@ -209,13 +227,15 @@ def check_example(r, name, path):
 
 def main():
     r = Report()
-    examples = sorted(f[:-4] for f in os.listdir("examples") if f.endswith(".lam"))
-    for name in examples:
+    models = [(f[:-4], os.path.join("examples", f)) for f in sorted(os.listdir("examples"))
+              if f.endswith(".lam")]
+    models.append(("all_ops", "tests/ir/all_ops.lam"))
+    for name, path in models:
         if name not in TWINS:
             r.check(False, "%s has a torch twin in tests/params/test_params.py" % name)
             continue
         try:
-            check_example(r, name, os.path.join("examples", name + ".lam"))
+            check_example(r, name, path)
         except RuntimeError as e:
             r.check(False, name, str(e))
     print("params: %d passed, %d failed" % (r.passed, r.failed))

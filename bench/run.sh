@@ -1,0 +1,242 @@
+#!/bin/sh
+# bench/run.sh — what `make bench` runs: lamina's generated code against
+# PyTorch on the same models, batches, threads and data, in one run.
+#
+#   1. builds, in build/bench/: for mlp, lenet5 and cnn a training binary
+#      (--batch 64), a batch-1 inference binary (--batch 1
+#      --inference-only) and a batch-64 one; for alexnet batch-1 and
+#      batch-4 inference binaries; each is bench/bench.c over that model's
+#      generated C, compiled with $BENCH_CFLAGS (default -O3 -march=native;
+#      -fopenmp too when the generated C or the runtime uses OpenMP);
+#      then the FMA-peak probe (bench/peak.c) and the lm_sgemm probe
+#      (bench/sgemm.c);
+#   2. records the machine: CPU, ISA, BLAS (lm_blas_describe), compiler,
+#      PyTorch, load average;
+#   3. measures the FMA peak and lm_sgemm at 1 and 2 threads;
+#   4. calibrates PyTorch at 2 threads: each of its sensible thread
+#      settings once (bench/torch_bench.py's configs), keeping the fastest
+#      per model and measurement;
+#   5. for each repetition, model and thread count (1, 2), runs lamina's
+#      three measurements (training samples/s at batch 64, batch-1
+#      latency, batch-64 inference samples/s), then PyTorch's: A B A B ...
+#      AlexNet (forward only: batch-1 latency, batch-4 samples/s) gets
+#      fewer repetitions;
+#   6. bench/report.py prints the table and writes results.md and
+#      results.csv (bench/ for a full run; build/bench/ for a quick or
+#      partial one, so that a smoke run never replaces real numbers).
+#
+# Every raw measurement is one JSON line in build/bench/raw.jsonl.
+# Environment:
+#   BENCH_QUICK=1     a smoke run of about 2 minutes (short windows, 1 rep)
+#   BENCH_SECONDS     timed window per measurement (default 2)
+#   BENCH_REPS        repetitions (default 5; AlexNet: BENCH_ALEXNET_REPS, 3)
+#   BENCH_MODELS      subset of "mlp lenet5 cnn alexnet"
+#   BENCH_THREADS     thread counts (default "1 2")
+#   BENCH_CFLAGS      flags for the generated code (default -O3 -march=native)
+#   BENCH_OUT         where results.md/csv go
+#   B, BLAS, CC       as in the Makefile (set by `make bench`)
+# About 13 minutes on a 2-core machine; run it on a quiet machine (the load
+# average is recorded: anything else running skews the numbers).
+set -eu
+cd "$(dirname "$0")/.."
+PY=/usr/bin/python3
+B=${B:-build}
+BLAS=${BLAS:-$(cat "$B/blas.stamp" 2>/dev/null || echo openblas)}
+CC=${CC:-cc}
+OUT=$B/bench
+BENCH_CFLAGS=${BENCH_CFLAGS:--O3 -march=native}
+THREADS=${BENCH_THREADS:-1 2}
+ALL_MODELS="mlp lenet5 cnn alexnet"
+MODELS=${BENCH_MODELS:-$ALL_MODELS}
+ALEX_BATCH=4
+if [ "${BENCH_QUICK:-0}" = 1 ]; then
+    SECS=${BENCH_SECONDS:-0.25} WARM=0.1 REPS=${BENCH_REPS:-1} AREPS=${BENCH_ALEXNET_REPS:-1} CAL=0.2
+    DEST=${BENCH_OUT:-$OUT}
+else
+    SECS=${BENCH_SECONDS:-2} WARM=0.5 REPS=${BENCH_REPS:-5} AREPS=${BENCH_ALEXNET_REPS:-3} CAL=1
+    if [ "$MODELS" = "$ALL_MODELS" ] && [ "$THREADS" = "1 2" ]; then
+        DEST=${BENCH_OUT:-bench}
+    else
+        DEST=${BENCH_OUT:-$OUT}
+    fi
+fi
+
+if [ ! -x ./laminac ] || [ ! -f "$B/liblamina_rt.a" ]; then
+    echo "bench/run.sh: run 'make' first" >&2
+    exit 2
+fi
+LIBS="$B/liblamina_rt.a -lz -lm"
+[ "$BLAS" = openblas ] && LIBS="$B/liblamina_rt.a $(pkg-config --libs openblas) -lz -lm"
+mkdir -p "$OUT/bin" "$DEST"
+RAW=$OUT/raw.jsonl
+: >"$RAW"
+T0=$(date +%s)
+failed=0
+
+fact() { # fact KEY VALUE: a line of RAW describing the run
+    $PY -c 'import json, sys; print(json.dumps({"impl": "fact", "key": sys.argv[1], "value": sys.argv[2]}))' \
+        "$1" "$2" >>"$RAW"
+}
+upper() { echo "$1" | tr '[:lower:]' '[:upper:]'; }
+has() { case " $MODELS " in *" $1 "*) return 0 ;; esac; return 1; }
+
+# ---- 1. build ------------------------------------------------------------
+# variant NAME: the laminac flags of a binary
+variant_flags() {
+    case $1 in
+    train) echo "--batch 64" ;;
+    inf1) echo "--batch 1 --inference-only" ;;
+    inf64) echo "--batch 64 --inference-only" ;;
+    inf$ALEX_BATCH) echo "--batch $ALEX_BATCH --inference-only" ;;
+    esac
+}
+rt_omp=""
+grep -qs "pragma omp\|omp_" runtime/*.c && rt_omp=1
+echo "== building in $OUT (generated code: $CC $BENCH_CFLAGS)"
+build() { # build MODEL VARIANT -> $OUT/bin/MODEL_VARIANT
+    m=$1 v=$2 d=$OUT/gen/$1_$2
+    mkdir -p "$d"
+    # shellcheck disable=SC2046
+    ./laminac $(variant_flags "$v") "examples/$m.lam" -o "$d" || return 1
+    omp=""
+    if [ -n "$rt_omp" ] || grep -q "pragma omp" "$d/$m.c"; then omp=-fopenmp; fi
+    # shellcheck disable=SC2086
+    $CC -std=c99 $BENCH_CFLAGS $omp -D_POSIX_C_SOURCE=200809L -Iruntime -I"$d" \
+        -DMODEL="$m" -DMODELU="$(upper "$m")" -include "$d/$m.h" \
+        bench/bench.c "$d/$m.c" $LIBS -o "$OUT/bin/${m}_$v"
+}
+for m in $MODELS; do
+    if [ "$m" = alexnet ]; then variants="inf1 inf$ALEX_BATCH"; else variants="train inf1 inf64"; fi
+    for v in $variants; do
+        build "$m" "$v" || { echo "bench/run.sh: building $m ($v) failed" >&2; exit 1; }
+    done
+done
+$CC -std=c99 -O2 -march=native -pthread bench/peak.c -o "$OUT/bin/peak"
+# shellcheck disable=SC2086
+$CC -std=c99 -O2 -D_POSIX_C_SOURCE=200809L -Iruntime bench/sgemm.c $LIBS -o "$OUT/bin/sgemm"
+
+# ---- 2. the machine --------------------------------------------------------
+first=$(echo "$MODELS" | awk '{print $1}')
+fv=train
+[ "$first" = alexnet ] && fv=inf1
+fact date "$(date -u '+%Y-%m-%d %H:%M UTC')"
+fact cpu "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
+fact cores "$(nproc)"
+flags=$(grep -m1 '^flags' /proc/cpuinfo)
+isa=""
+for f in sse4_2 avx avx2 fma avx512f; do
+    case " ${flags#*:} " in *" $f "*) isa="$isa $f" ;; esac
+done
+fact cpu_flags "${isa# }"
+fact kernel "$(uname -sr)"
+fact cc "$($CC --version | head -n 1)"
+fact cflags "$BENCH_CFLAGS"
+fact blas "$(OPENBLAS_NUM_THREADS=1 "$OUT/bin/${first}_$fv" info | sed -n 's/.*"blas":"\([^"]*\)".*/\1/p') (BLAS=$BLAS)"
+fact blas_config "$("$OUT/bin/${first}_$fv" info | sed -n 's/.*"blas_config":"\([^"]*\)".*/\1/p')"
+fact lamina_threads "lm_set_threads(T), OPENBLAS_NUM_THREADS=T, OMP_NUM_THREADS=T (omp_set_num_threads(T) when built with OpenMP)"
+fact torch "$($PY -c 'import torch; print(torch.__version__, "(Debian python3-torch;", torch.__config__.parallel_info().split(chr(10))[2].strip() + ")")' 2>/dev/null | tr -s ' ' || echo 'not installed')"
+fact numpy "$($PY -c 'import numpy; print(numpy.__version__)' 2>/dev/null || echo '?')"
+fact commit "$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git status --porcelain 2>/dev/null | grep -q . && echo ' + uncommitted changes')"
+fact loadavg_start "$(cut -d' ' -f1-3 /proc/loadavg)"
+fact quick "${BENCH_QUICK:-0}"
+fact reps "$REPS"
+fact alexnet_reps "$AREPS"
+fact seconds "$SECS"
+fact warmup "$WARM"
+for m in $MODELS; do
+    fact "flops_$m" "$(./laminac --summary "examples/$m.lam" | sed -n 's/^Forward FLOPs per sample: //p' | tr -d ',')"
+done
+echo "== $(cut -d' ' -f1-3 /proc/loadavg) load average; $(grep -c . "$RAW") facts recorded"
+
+# ---- 3. probes -------------------------------------------------------------
+# json CMD...: runs CMD, appends the JSON lines it prints to RAW and shows
+# a one-line summary of each; fails when CMD does.
+json() {
+    rc=0
+    "$@" >"$OUT/last.jsonl" || rc=$?
+    grep '^{' "$OUT/last.jsonl" >>"$RAW" || true
+    sed -n -E -e 's/.*"model": ?"([^"]*)".*"measure": ?"([a-z_]+)".*"threads": ?([0-9]+).*"value": ?([-0-9.e+]+).*"unit": ?"([^"]*)".*/     \1 \2 \3T: \4 \5/p' \
+        -e 's/.*"measure": ?"([a-z_]+)".*"threads": ?([0-9]+).*"shape": ?"([^"]*)".*"value": ?([-0-9.e+]+).*"unit": ?"([^"]*)".*/     \1 \3 \2T: \4 \5/p' \
+        -e 's/.*"measure": ?"(fma_peak)".*"threads": ?([0-9]+).*"value": ?([-0-9.e+]+).*"unit": ?"([^"]*)".*/     \1 \2T: \3 \4/p' \
+        "$OUT/last.jsonl"
+    return $rc
+}
+echo "== probes"
+for t in $THREADS; do
+    json "$OUT/bin/peak" "$t" 1.5 || failed=1
+    json env OPENBLAS_NUM_THREADS="$t" "$OUT/bin/sgemm" "$t" "$(echo "$SECS" | awk '{print $1 / 4}')" ||
+        failed=1
+done
+
+# ---- 4. PyTorch's 2-thread settings ----------------------------------------
+TORCH_CONFIGS="omp2_blas1 omp2_blas2_passive omp1_blas2 omp2_blas2"
+[ "${BENCH_QUICK:-0}" = 1 ] && TORCH_CONFIGS="omp2_blas1 omp2_blas2_passive"
+torch_run() { # torch_run MODEL THREADS CONFIG MEASURES SECONDS WARMUP
+    batch=64
+    [ "$1" = alexnet ] && batch=$ALEX_BATCH
+    $PY bench/torch_bench.py --model "$1" --threads "$2" --config "$3" \
+        --measure "$4" --seconds "$5" --warmup "$6" --batch "$batch"
+}
+measures_of() { [ "$1" = alexnet ] && echo "latency throughput" || echo "train latency throughput"; }
+if echo " $THREADS " | grep -q " 2 "; then
+    echo "== PyTorch at 2 threads: trying its settings"
+    for m in $MODELS; do
+        for c in $TORCH_CONFIGS; do
+            echo "   $m $c"
+            BENCH_PHASE=calibrate json torch_run "$m" 2 "$c" "$(measures_of "$m" | tr ' ' ',')" "$CAL" 0.2 ||
+                { echo "bench/run.sh: PyTorch $m ($c) failed" >&2; failed=1; }
+        done
+    done
+fi
+
+# ---- 5. the measurements, interleaved --------------------------------------
+lamina_run() { # lamina_run MODEL THREADS MEASURE
+    case $1:$3 in
+    alexnet:latency) v=inf1 ;;
+    alexnet:throughput) v=inf$ALEX_BATCH ;;
+    *:train) v=train ;;
+    *:latency) v=inf1 ;;
+    *:throughput) v=inf64 ;;
+    esac
+    OPENBLAS_NUM_THREADS=$2 OMP_NUM_THREADS=$2 "$OUT/bin/${1}_$v" "$3" "$2" "$SECS" "$WARM"
+}
+one_round() { # one_round REP MODEL THREADS
+    r=$1 m=$2 t=$3
+    echo "   rep $r/$REPS $m, $t thread(s)"
+    for x in $(measures_of "$m"); do
+        BENCH_REP=$r BENCH_PHASE=main json lamina_run "$m" "$t" "$x" ||
+            { echo "bench/run.sh: lamina $m $x failed" >&2; failed=1; }
+    done
+    # PyTorch: one process per thread setting (usually one for all three).
+    groups=""
+    for x in $(measures_of "$m"); do
+        if [ "$t" = 1 ]; then c=t1; else c=$($PY bench/report.py choose "$RAW" "$m" "$x"); fi
+        groups="$groups $c:$x"
+    done
+    for c in $(echo "$groups" | tr ' ' '\n' | sed -n 's/:.*//p' | sort -u); do
+        xs=$(echo "$groups" | tr ' ' '\n' | sed -n "s/^$c://p" | tr '\n' ',' | sed 's/,$//')
+        BENCH_REP=$r BENCH_PHASE=main json torch_run "$m" "$t" "$c" "$xs" "$SECS" "$WARM" ||
+            { echo "bench/run.sh: PyTorch $m failed" >&2; failed=1; }
+    done
+}
+echo "== measurements: $REPS repetitions, ${SECS} s windows"
+r=1
+while [ "$r" -le "$REPS" ]; do
+    for m in $MODELS; do
+        [ "$m" = alexnet ] && [ "$r" -gt "$AREPS" ] && continue
+        for t in $THREADS; do
+            one_round "$r" "$m" "$t"
+        done
+    done
+    r=$((r + 1))
+done
+
+# ---- 6. the table ------------------------------------------------------------
+fact loadavg_end "$(cut -d' ' -f1-3 /proc/loadavg)"
+T1=$(date +%s)
+fact duration "$(((T1 - T0) / 60)) min $(((T1 - T0) % 60)) s"
+echo
+$PY bench/report.py table "$RAW" "$DEST"
+echo
+echo "bench: wrote $DEST/results.md and $DEST/results.csv (raw: $RAW) in $(((T1 - T0) / 60)) min $(((T1 - T0) % 60)) s"
+exit "$failed"
