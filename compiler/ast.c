@@ -167,13 +167,3 @@ void ast_add_block(ParseCtx *cx, Block *b)
 {
     vec_push(cx->arena, &cx->blocks, b);
 }
-
-void ast_note_open(ParseCtx *cx, char close)
-{
-    char open = close == '}' ? '{' : close == ')' ? '(' : '[';
-    for (int d = cx->depth - 1; d >= 0; d--)
-        if (cx->open_ch[d] == open) {
-            diag_note(cx->diag, cx->open_loc[d], "to close this '%c'", open);
-            return;
-        }
-}

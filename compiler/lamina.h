@@ -211,8 +211,7 @@ Stmt *ast_stmt_value(ParseCtx *cx, const char *head, Loc at, Value *v);
 Block *ast_block(ParseCtx *cx, Loc at, const char *kind, const char *name, Loc name_at,
                  PtrVec *stmts);
 void ast_add_block(ParseCtx *cx, Block *b);
-/* A note at the innermost open bracket that `close` would close. */
-void ast_note_open(ParseCtx *cx, char close);
+
 
 /* ---- ops.c: the op table ------------------------------------------------ */
 
