@@ -49,6 +49,13 @@
 
 static int threads = 1;
 
+#ifdef BENCH_PROFILE
+/* bench/gemmprof.c, linked in by bench/profile.sh: times every lm_sgemm
+ * call of the timed loop by caller and shape. */
+void bench_profile_begin(void);
+void bench_profile_end(long calls, double seconds);
+#endif
+
 static void die(const char *what)
 {
     fprintf(stderr, "bench(%s): %s\n", STR(MODEL), what);
@@ -138,6 +145,9 @@ static long timed_loop(struct MODEL *m, call_fn run, void *arg, double seconds,
     for (int i = 0; i < 3 || lm_now() - t0 < warmup; i++)
         run(m, arg);
     long calls = 0;
+#ifdef BENCH_PROFILE
+    bench_profile_begin();
+#endif
     double start = lm_now(), now = start;
     do {
         double before = now;
@@ -148,6 +158,9 @@ static long timed_loop(struct MODEL *m, call_fn run, void *arg, double seconds,
         calls++;
     } while (calls < 3 || now - start < seconds);
     *elapsed = now - start;
+#ifdef BENCH_PROFILE
+    bench_profile_end(calls, *elapsed);
+#endif
     return calls;
 }
 

@@ -15,7 +15,6 @@
 set -u
 cd "$(dirname "$0")/../.." || exit 2
 PY=/usr/bin/python3
-OUT=build/test-bench
 LIBS="build/liblamina_rt.a $(pkg-config --libs openblas 2>/dev/null) -lz -lm"
 if [ "$(cat build/blas.stamp 2>/dev/null)" = none ]; then LIBS="build/liblamina_rt.a -lz -lm"; fi
 pass=0
@@ -27,8 +26,8 @@ if [ ! -x ./laminac ] || [ ! -f build/liblamina_rt.a ]; then
     echo "tests/bench/run.sh: run 'make' first" >&2
     exit 2
 fi
-rm -rf "$OUT"
-mkdir -p "$OUT"
+OUT=$(mktemp -d)
+trap 'rm -rf "$OUT"' EXIT
 ALL="$OUT/all.jsonl"
 : >"$ALL"
 

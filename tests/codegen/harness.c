@@ -9,7 +9,8 @@
  *     OUT gets: "output" (eval-mode forward), "loss" (training forward at
  *     IN's parameters), "grad.<param>" for every parameter, "input_grad"
  *     (when compiled with --input-grad), "fd.analytic" and "fd.numeric"
- *     (FD central differences of the loss for some parameter entries:
+ *     and "fd.numeric_small" (central differences of the loss with steps
+ *     h = 5e-3 and 5e-4, for some parameter entries:
  *     the largest gradients of each tensor and a few chosen at random),
  *     "fd.index" (which entries), then "step_loss" [STEPS] and
  *     "param.<param>" after STEPS train steps from IN's parameters.
@@ -140,7 +141,7 @@ static int check(const char *in, const char *out, int n, int steps, int fd)
      * entries picked by a fixed LCG. */
     int per = 4, nfd = 0;
     float *fa = xalloc((size_t)U(NUM_TENSORS) * per), *fn = xalloc((size_t)U(NUM_TENSORS) * per);
-    float *fi = xalloc((size_t)U(NUM_TENSORS) * per);
+    float *fi = xalloc((size_t)U(NUM_TENSORS) * per), *fs = xalloc((size_t)U(NUM_TENSORS) * per);
     uint32_t lcg = 12345;
     float *p = F(params)(m);
     for (int i = 0; fd && i < U(NUM_TENSORS); i++) {
@@ -159,20 +160,24 @@ static int check(const char *in, const char *out, int n, int steps, int fd)
         }
         for (int r = 0; r < per; r++) {
             size_t k = pt->offset + pick[r];
-            float p0 = p[k], h = 5e-3f;
-            p[k] = p0 + h;
-            float lp = loss_at(m, x, t, n);
-            p[k] = p0 - h;
-            float lm = loss_at(m, x, t, n);
-            p[k] = p0;
+            float p0 = p[k];
+            for (int hs = 0; hs < 2; hs++) { /* h and h/10: see parity.py */
+                float h = hs ? 5e-4f : 5e-3f;
+                p[k] = p0 + h;
+                float lp = loss_at(m, x, t, n);
+                p[k] = p0 - h;
+                float lm = loss_at(m, x, t, n);
+                p[k] = p0;
+                (hs ? fs : fn)[nfd] = (float)(((double)lp - (double)lm) / (2.0 * h));
+            }
             fa[nfd] = grads[k];
-            fn[nfd] = (float)(((double)lp - (double)lm) / (2.0 * h));
             fi[nfd] = (float)k;
             nfd++;
         }
     }
     put("fd.analytic", fa, nfd);
     put("fd.numeric", fn, nfd);
+    put("fd.numeric_small", fs, nfd);
     put("fd.index", fi, nfd);
 
     /* STEPS optimizer steps from IN's parameters, with a fresh optimizer. */
