@@ -65,25 +65,30 @@ def choose(lines, model, measure):
     return best["config"] if best else "omp2_blas1"
 
 
-def fmt_value(v, unit):
+def fmt_value(v, unit, ms=None):
+    """v in its unit; latencies (us) in ms when ms (default: when v >= 10 ms)."""
     if v is None:
         return "—"
     if unit == "us":
-        if v >= 10000:
+        if ms is None:
+            ms = v >= 10000
+        if ms:
             return "{:,.1f} ms".format(v / 1000)
         return "{:,.0f} µs".format(v) if v >= 100 else "{:,.1f} µs".format(v)
     return "{:,.0f}".format(v) if v >= 100 else "{:,.2f}".format(v)
 
 
 def fmt_range(s, unit):
+    """median (min–max), every number in the median's unit."""
     if not s:
         return "—"
+    ms = unit == "us" and s["median"] >= 10000
     if len(s["all"]) == 1:
-        return fmt_value(s["median"], unit)
-    lo, hi = fmt_value(s["min"], unit), fmt_value(s["max"], unit)
+        return fmt_value(s["median"], unit, ms)
+    lo, hi = fmt_value(s["min"], unit, ms), fmt_value(s["max"], unit, ms)
     if unit == "us":  # "74–81 µs"
-        lo, hi = lo.rsplit(" ", 1)[0], hi
-    return "%s (%s–%s)" % (fmt_value(s["median"], unit), lo, hi)
+        lo = lo.rsplit(" ", 1)[0]
+    return "%s (%s–%s)" % (fmt_value(s["median"], unit, ms), lo, hi)
 
 
 def stats(values):
@@ -95,6 +100,28 @@ def stats(values):
 
 def pct(x):
     return "—" if x is None else ("%.1f%%" % (100 * x) if x < 0.1 else "%.0f%%" % (100 * x))
+
+
+def contention(facts, peaks):
+    """A sentence when the run shared the CPU with other work, else ''."""
+    said = []
+    try:
+        load = float(str(facts.get("loadavg_start", "0")).split()[0])
+        cores = int(facts.get("cores", "0"))
+    except ValueError:
+        load, cores = 0.0, 0
+    if load > 0.5:
+        said.append("the load average was %.1f when the run started" % load)
+    if 1 in peaks and 2 in peaks and cores >= 2 and peaks[2]["value"] < 1.6 * peaks[1]["value"]:
+        said.append("the FMA peak on 2 threads was only %.2f× the 1-thread one (%.1f vs "
+                    "%.1f GFLOP/s)" % (peaks[2]["value"] / peaks[1]["value"],
+                                      peaks[2]["value"], peaks[1]["value"]))
+    if not said:
+        return ""
+    return ("other processes were using this machine's cores during the run: %s. Every "
+            "2-thread row (and 2-thread ratio) is unreliable, and the 1-thread rows are "
+            "slowed by sharing; run `make bench` again on a quiet machine."
+            % "; ".join(said))
 
 
 def table(lines, outdir):
@@ -120,13 +147,18 @@ def table(lines, outdir):
                 speed = None
                 pairs = []
                 if ls and ps:
-                    speed = (ps["median"] / ls["median"] if measure == "latency"
-                             else ls["median"] / ps["median"])
+                    # The ratio of each repetition's pair (run seconds apart):
+                    # their median is the headline, robust to drift over the run.
                     byrep = {l.get("rep"): l["value"] for l in pt}
                     for l in lam:
                         if l.get("rep") in byrep:
                             p = byrep[l.get("rep")]
                             pairs.append(p / l["value"] if measure == "latency" else l["value"] / p)
+                    if pairs:
+                        speed = statistics.median(pairs)
+                    else:
+                        speed = (ps["median"] / ls["median"] if measure == "latency"
+                                 else ls["median"] / ps["median"])
                 fps = flops.get(model)
                 if fps is not None and measure == "train":
                     fps *= 3
@@ -175,7 +207,8 @@ def table(lines, outdir):
           facts.get("reps", "?"), facts.get("alexnet_reps", "?"), facts.get("seconds", "?"),
           facts.get("warmup", "?")))
     w("**×** is lamina against PyTorch, >1 when lamina is faster (samples/s: lamina/PyTorch; "
-      "latency: PyTorch/lamina), with the range of the per-repetition pairs. **peak** is the "
+      "latency: PyTorch/lamina): the median of the ratios of each repetition's pair, run "
+      "seconds apart, with their range. **peak** is the "
       "fraction of the FMA peak measured in the same run for that many threads; training counts "
       "3 × `laminac --summary`'s forward FLOPs per sample (the usual estimate: it counts the "
       "first layer's input gradient, which no one computes).")
@@ -184,7 +217,7 @@ def table(lines, outdir):
     w("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         sp = "—" if r["speedup"] is None else "**%.2f**" % r["speedup"]
-        if r["pair_min"] is not None and r["pair_max"] is not None and len(r["lamina"]["all"]) > 1:
+        if r["pair_min"] is not None and r["pair_max"] is not None and r["pair_min"] != r["pair_max"]:
             sp += " (%.2f–%.2f)" % (r["pair_min"], r["pair_max"])
         w("| %s | %s | %d | %d | %s | %s | %s | %s | %s | %s |" % (
             TITLE[r["model"]], WHAT[r["measure"]], r["batch"], r["threads"],
@@ -203,6 +236,10 @@ def table(lines, outdir):
             w("| %s | {:,} B | {:,.0f} B | %.3f | {:,.0f} B | {:,} kB |".format(
                 m["size"], m["resident"], m["vmrss_delta"], m["hwm_kb"])
               % (TITLE[m["model"]], m["ratio"]["median"]))
+        w("")
+    warn = contention(facts, peaks)
+    if warn:
+        w("> **Warning:** " + warn)
         w("")
 
     # Targets of issue 5.

@@ -196,13 +196,24 @@ static void header(Emitter *e, const Node *n, const char *what, const char *form
     fn(e, "%s */\n", formula);
 }
 
-/* The call in the pass: name(arg, arg, ..., extra). */
+/* The call in a pass: name(arg, arg, ..., extra). A pass runs on one part
+ * of the batch, samples s0 <= s < s1 (see run_forward): parameter
+ * gradients go to that part's gradient buffer (+ gp), the loss to its
+ * slot (+ part). */
 static void call(Emitter *e, const Node *n, const char *extra)
 {
     buf_printf(e->call, "    %s(", fn_name(e, n));
     for (int i = 0; i < n->nin; i++)
         buf_printf(e->call, "%s, ", ref(e, n->in[i]));
-    buf_printf(e->call, "%s%s%s);\n", ref(e, n->out), extra ? ", " : "", extra ? extra : "");
+    const char *part = n->out->role == ROLE_PGRAD ? " + gp" : n->out->role == ROLE_LOSS ? " + part" : "";
+    buf_printf(e->call, "%s%s%s%s);\n", ref(e, n->out), part, extra ? ", " : "", extra ? extra : "");
+}
+
+/* A node's scratch: its part's slice of the buffer plan.c made for all. */
+static const char *scratch_arg(const Emitter *e, const Node *n)
+{
+    return arena_printf(e->g->arena, "%s + (size_t)part * %lld, s0, s1", e->scratch[n->id],
+                        (long long)plan_scratch_size(n));
 }
 
 /* "i * 2 - 1 + p" with the trivial parts left out. */
@@ -222,13 +233,15 @@ void emit_dense(Emitter *e, const Node *n)
            " *   y[s,o] = b[o] + sum_i x[s,i] W[o,i]\n"
            " *   as one matrix product over the batch: Y = X W^T, after Y = 1 b^T\n");
     fn(e, "static void %s(const float *restrict x, const float *restrict w,\n"
-          "    const float *restrict b, float *restrict y, int n)\n{\n", fn_name(e, n));
-    fn(e, "    for (int s = 0; s < n; s++)\n"
+          "    const float *restrict b, float *restrict y, int s0, int s1)\n{\n", fn_name(e, n));
+    fn(e, "    for (int s = s0; s < s1; s++)\n"
           "        memcpy(y + (size_t)s * %lld, b, %lld * sizeof(float));\n",
        (long long)out, (long long)out);
-    fn(e, "    lm_sgemm(0, 1, n, %lld, %lld, 1.0f, x, %lld, w, %lld, 1.0f, y, %lld);\n}\n",
-       (long long)out, (long long)in, (long long)in, (long long)in, (long long)out);
-    call(e, n, "n");
+    fn(e, "    lm_sgemm(0, 1, s1 - s0, %lld, %lld, 1.0f, x + (size_t)s0 * %lld, %lld, w, %lld, 1.0f,\n"
+          "             y + (size_t)s0 * %lld, %lld);\n}\n",
+       (long long)out, (long long)in, (long long)in, (long long)in, (long long)in, (long long)out,
+       (long long)out);
+    call(e, n, "s0, s1");
 }
 
 void emit_dense_dw(Emitter *e, const Node *n)
@@ -237,10 +250,12 @@ void emit_dense_dw(Emitter *e, const Node *n)
     header(e, n, "gradient of the dense weight",
            " *   dW[o,i] += sum_s dy[s,o] x[s,i]    (dW += dY^T X)\n");
     fn(e, "static void %s(const float *restrict dy, const float *restrict x,\n"
-          "    float *restrict dw, int n)\n{\n", fn_name(e, n));
-    fn(e, "    lm_sgemm(1, 0, %lld, %lld, n, 1.0f, dy, %lld, x, %lld, 1.0f, dw, %lld);\n}\n",
-       (long long)out, (long long)in, (long long)out, (long long)in, (long long)in);
-    call(e, n, "n");
+          "    float *restrict dw, int s0, int s1)\n{\n", fn_name(e, n));
+    fn(e, "    lm_sgemm(1, 0, %lld, %lld, s1 - s0, 1.0f, dy + (size_t)s0 * %lld, %lld,\n"
+          "             x + (size_t)s0 * %lld, %lld, 1.0f, dw, %lld);\n}\n",
+       (long long)out, (long long)in, (long long)out, (long long)out, (long long)in, (long long)in,
+       (long long)in);
+    call(e, n, "s0, s1");
 }
 
 void emit_dense_dx(Emitter *e, const Node *n)
@@ -249,10 +264,12 @@ void emit_dense_dx(Emitter *e, const Node *n)
     header(e, n, "gradient of the dense input",
            " *   dx[s,i] = sum_o dy[s,o] W[o,i]    (dX = dY W)\n");
     fn(e, "static void %s(const float *restrict dy, const float *restrict w,\n"
-          "    float *restrict dx, int n)\n{\n", fn_name(e, n));
-    fn(e, "    lm_sgemm(0, 0, n, %lld, %lld, 1.0f, dy, %lld, w, %lld, 0.0f, dx, %lld);\n}\n",
-       (long long)in, (long long)out, (long long)out, (long long)in, (long long)in);
-    call(e, n, "n");
+          "    float *restrict dx, int s0, int s1)\n{\n", fn_name(e, n));
+    fn(e, "    lm_sgemm(0, 0, s1 - s0, %lld, %lld, 1.0f, dy + (size_t)s0 * %lld, %lld, w, %lld, 0.0f,\n"
+          "             dx + (size_t)s0 * %lld, %lld);\n}\n",
+       (long long)in, (long long)out, (long long)out, (long long)out, (long long)in, (long long)in,
+       (long long)in);
+    call(e, n, "s0, s1");
 }
 
 void emit_bias_db(Emitter *e, const Node *n)
@@ -262,9 +279,9 @@ void emit_bias_db(Emitter *e, const Node *n)
     header(e, n, "gradient of the bias",
            inner > 1 ? " *   db[f] += sum over s, i, j of dy[s,f,i,j]\n"
                      : " *   db[o] += sum_s dy[s,o]\n");
-    fn(e, "static void %s(const float *restrict dy, float *restrict db, int n)\n{\n",
+    fn(e, "static void %s(const float *restrict dy, float *restrict db, int s0, int s1)\n{\n",
        fn_name(e, n));
-    fn(e, "    for (int s = 0; s < n; s++)\n"
+    fn(e, "    for (int s = s0; s < s1; s++)\n"
           "        for (int f = 0; f < %lld; f++) {\n", (long long)ch);
     if (inner > 1) {
         fn(e, "            const float *d = dy + ((size_t)s * %lld + f) * %lld;\n"
@@ -277,7 +294,7 @@ void emit_bias_db(Emitter *e, const Node *n)
         fn(e, "            db[f] += dy[(size_t)s * %lld + f];\n", (long long)ch);
     }
     fn(e, "        }\n}\n");
-    call(e, n, "n");
+    call(e, n, "s0, s1");
 }
 
 /* ---- conv2d ----------------------------------------------------------------- */
@@ -404,9 +421,9 @@ void emit_conv2d(Emitter *e, const Node *n)
         (long long)c.cols, (long long)c.f, (long long)c.cols, (long long)c.f, (long long)c.rows);
     header(e, n, what, formula);
     fn(e, "static void %s(const float *restrict x, const float *restrict w,\n"
-          "    const float *restrict b, float *restrict y, float *restrict col, int n)\n{\n",
+          "    const float *restrict b, float *restrict y, float *restrict col, int s0, int s1)\n{\n",
        fn_name(e, n));
-    fn(e, "    for (int s = 0; s < n; s++) {\n"
+    fn(e, "    for (int s = s0; s < s1; s++) {\n"
           "        float *ys = y + (size_t)s * %lld;\n"
           "        im2col_%s(x + (size_t)s * %lld, col, %lld);\n"
           "        for (int f = 0; f < %lld; f++)\n"
@@ -417,7 +434,7 @@ void emit_conv2d(Emitter *e, const Node *n)
        (long long)(c.f * c.cols), c.name, (long long)(c.c * c.h * c.w), (long long)c.cols,
        (long long)c.f, (long long)c.cols, (long long)c.cols, (long long)c.f, (long long)c.cols,
        (long long)c.rows, (long long)c.rows, (long long)c.cols, (long long)c.cols);
-    call(e, n, arena_printf(e->g->arena, "%s, n", e->scratch[n->id]));
+    call(e, n, scratch_arg(e, n));
 }
 
 void emit_conv2d_dw(Emitter *e, const Node *n)
@@ -431,15 +448,15 @@ void emit_conv2d_dw(Emitter *e, const Node *n)
                         (long long)c.f, (long long)c.rows, (long long)c.f, (long long)c.cols,
                         (long long)c.rows, (long long)c.cols));
     fn(e, "static void %s(const float *restrict dy, const float *restrict x,\n"
-          "    float *restrict dw, float *restrict col, int n)\n{\n", fn_name(e, n));
-    fn(e, "    for (int s = 0; s < n; s++) {\n"
+          "    float *restrict dw, float *restrict col, int s0, int s1)\n{\n", fn_name(e, n));
+    fn(e, "    for (int s = s0; s < s1; s++) {\n"
           "        im2col_%s(x + (size_t)s * %lld, col, %lld);\n"
           "        lm_sgemm(0, 1, %lld, %lld, %lld, 1.0f, dy + (size_t)s * %lld, %lld, col, %lld, 1.0f, dw, %lld);\n"
           "    }\n}\n",
        c.name, (long long)(c.c * c.h * c.w), (long long)c.cols, (long long)c.f, (long long)c.rows,
        (long long)c.cols, (long long)(c.f * c.cols), (long long)c.cols, (long long)c.cols,
        (long long)c.rows);
-    call(e, n, arena_printf(e->g->arena, "%s, n", e->scratch[n->id]));
+    call(e, n, scratch_arg(e, n));
 }
 
 void emit_conv2d_dx(Emitter *e, const Node *n)
@@ -454,15 +471,15 @@ void emit_conv2d_dx(Emitter *e, const Node *n)
                         (long long)c.rows, (long long)c.cols, (long long)c.f, (long long)c.rows,
                         (long long)c.f, (long long)c.cols));
     fn(e, "static void %s(const float *restrict dy, const float *restrict w,\n"
-          "    float *restrict dx, float *restrict col, int n)\n{\n", fn_name(e, n));
-    fn(e, "    for (int s = 0; s < n; s++) {\n"
+          "    float *restrict dx, float *restrict col, int s0, int s1)\n{\n", fn_name(e, n));
+    fn(e, "    for (int s = s0; s < s1; s++) {\n"
           "        lm_sgemm(1, 0, %lld, %lld, %lld, 1.0f, w, %lld, dy + (size_t)s * %lld, %lld, 0.0f, col, %lld);\n"
           "        col2im_%s(col, dx + (size_t)s * %lld, %lld);\n"
           "    }\n}\n",
        (long long)c.rows, (long long)c.cols, (long long)c.f, (long long)c.rows,
        (long long)(c.f * c.cols), (long long)c.cols, (long long)c.cols, c.name,
        (long long)(c.c * c.h * c.w), (long long)c.cols);
-    call(e, n, arena_printf(e->g->arena, "%s, n", e->scratch[n->id]));
+    call(e, n, scratch_arg(e, n));
 }
 
 /* ---- pooling ---------------------------------------------------------------- */
@@ -497,7 +514,7 @@ static void window_loops(Emitter *e, const Pool *p, const char *indent)
 
 static void pool_outer(Emitter *e, const Pool *p)
 {
-    fn(e, "    for (int s = 0; s < n; s++)\n"
+    fn(e, "    for (int s = s0; s < s1; s++)\n"
           "        for (int c = 0; c < %lld; c++) {\n"
           "            const size_t in = ((size_t)s * %lld + c) * %lld;\n"
           "            const size_t out = ((size_t)s * %lld + c) * %lld;\n"
@@ -519,7 +536,7 @@ void emit_maxpool(Emitter *e, const Node *n)
     Pool p = pool_of(e, n);
     header(e, n, pool_what(e, "maxpool", &p),
            " *   y[s,c,i,j] = max over the window of x (padding never wins)\n");
-    fn(e, "static void %s(const float *restrict x, float *restrict y, int n)\n{\n", fn_name(e, n));
+    fn(e, "static void %s(const float *restrict x, float *restrict y, int s0, int s1)\n{\n", fn_name(e, n));
     pool_outer(e, &p);
     fn(e, "                    float best = -INFINITY;\n");
     window_loops(e, &p, "                    ");
@@ -530,7 +547,7 @@ void emit_maxpool(Emitter *e, const Node *n)
           "                }\n"
           "        }\n}\n",
        (long long)p.w, (long long)p.w, (long long)p.ow);
-    call(e, n, "n");
+    call(e, n, "s0, s1");
 }
 
 void emit_maxpool_dx(Emitter *e, const Node *n)
@@ -539,9 +556,9 @@ void emit_maxpool_dx(Emitter *e, const Node *n)
     header(e, n, "gradient of maxpool",
            " *   dx[s,c,h,w] = sum of dy[s,c,i,j] over the windows whose first maximum is x[s,c,h,w]\n");
     fn(e, "static void %s(const float *restrict dy, const float *restrict x,\n"
-          "    float *restrict dx, int n)\n{\n", fn_name(e, n));
-    fn(e, "    memset(dx, 0, (size_t)n * %lld * sizeof(float));\n",
-       (long long)(p.c * p.h * p.w));
+          "    float *restrict dx, int s0, int s1)\n{\n", fn_name(e, n));
+    fn(e, "    memset(dx + (size_t)s0 * %lld, 0, (size_t)(s1 - s0) * %lld * sizeof(float));\n",
+       (long long)(p.c * p.h * p.w), (long long)(p.c * p.h * p.w));
     pool_outer(e, &p);
     fn(e, "                    float best = -INFINITY;\n"
           "                    size_t arg = in;\n");
@@ -555,7 +572,7 @@ void emit_maxpool_dx(Emitter *e, const Node *n)
           "                }\n"
           "        }\n}\n",
        (long long)p.w, (long long)p.w, (long long)p.w, (long long)p.ow);
-    call(e, n, "n");
+    call(e, n, "s0, s1");
 }
 
 void emit_avgpool(Emitter *e, const Node *n)
@@ -566,7 +583,7 @@ void emit_avgpool(Emitter *e, const Node *n)
                         " *   y[s,c,i,j] = (1/%lld) sum over the window of x, padding counting as 0\n"
                         " *   (PyTorch's AvgPool2d default, count_include_pad=True)\n",
                         (long long)(p.kh * p.kw)));
-    fn(e, "static void %s(const float *restrict x, float *restrict y, int n)\n{\n", fn_name(e, n));
+    fn(e, "static void %s(const float *restrict x, float *restrict y, int s0, int s1)\n{\n", fn_name(e, n));
     pool_outer(e, &p);
     fn(e, "                    float sum = 0.0f;\n");
     window_loops(e, &p, "                    ");
@@ -576,7 +593,7 @@ void emit_avgpool(Emitter *e, const Node *n)
           "                }\n"
           "        }\n}\n",
        (long long)p.w, (long long)p.ow, (long long)(p.kh * p.kw));
-    call(e, n, "n");
+    call(e, n, "s0, s1");
 }
 
 void emit_avgpool_dx(Emitter *e, const Node *n)
@@ -585,9 +602,9 @@ void emit_avgpool_dx(Emitter *e, const Node *n)
     header(e, n, "gradient of avgpool",
            arena_printf(e->g->arena, " *   dx[s,c,h,w] = (1/%lld) sum of dy over the windows that contain (h,w)\n",
                         (long long)(p.kh * p.kw)));
-    fn(e, "static void %s(const float *restrict dy, float *restrict dx, int n)\n{\n", fn_name(e, n));
-    fn(e, "    memset(dx, 0, (size_t)n * %lld * sizeof(float));\n",
-       (long long)(p.c * p.h * p.w));
+    fn(e, "static void %s(const float *restrict dy, float *restrict dx, int s0, int s1)\n{\n", fn_name(e, n));
+    fn(e, "    memset(dx + (size_t)s0 * %lld, 0, (size_t)(s1 - s0) * %lld * sizeof(float));\n",
+       (long long)(p.c * p.h * p.w), (long long)(p.c * p.h * p.w));
     pool_outer(e, &p);
     fn(e, "                    const float g = dy[out + i * %lld + j] * (1.0f / %lld);\n",
        (long long)p.ow, (long long)(p.kh * p.kw));
@@ -597,7 +614,7 @@ void emit_avgpool_dx(Emitter *e, const Node *n)
           "                }\n"
           "        }\n}\n",
        (long long)p.w);
-    call(e, n, "n");
+    call(e, n, "s0, s1");
 }
 
 /* ---- views and dropout ------------------------------------------------------ */
@@ -626,13 +643,13 @@ void emit_dropout(Emitter *e, const Node *n)
            arena_printf(e->g->arena, " *   training: y = keep ? x / (1 - p) : 0, with\n%s"
                                      " *   otherwise: y = x\n", dropout_mask(e, n)));
     int64_t k = per_sample(n->out);
-    fn(e, "static void %s(const float *restrict x, float *restrict y, int n,\n"
+    fn(e, "static void %s(const float *restrict x, float *restrict y, int s0, int s1,\n"
           "    int training, uint64_t seed, int64_t step)\n{\n", fn_name(e, n));
     fn(e, "    if (!training) {\n"
-          "        memcpy(y, x, (size_t)n * %lld * sizeof(float));\n"
+          "        memcpy(y + (size_t)s0 * %lld, x + (size_t)s0 * %lld, (size_t)(s1 - s0) * %lld * sizeof(float));\n"
           "        return;\n"
-          "    }\n", (long long)k);
-    fn(e, "    for (int s = 0; s < n; s++)\n"
+          "    }\n", (long long)k, (long long)k, (long long)k);
+    fn(e, "    for (int s = s0; s < s1; s++)\n"
           "        for (int k = 0; k < %lld; k++) {\n"
           "            uint64_t counter = ((uint64_t)step * %lld + (uint64_t)s) * %lld + (uint64_t)k;\n"
           "            size_t i = (size_t)s * %lld + k;\n"
@@ -640,7 +657,7 @@ void emit_dropout(Emitter *e, const Node *n)
           "        }\n}\n",
        (long long)k, (long long)e->g->train.batch, (long long)k, (long long)k, n->id,
        flit(e, n->attr.p), flit(e, 1.0 / (1.0 - n->attr.p)));
-    call(e, n, "n, training, m->seed, m->step");
+    call(e, n, "s0, s1, training, m->seed, m->step");
 }
 
 void emit_dropout_dx(Emitter *e, const Node *n)
@@ -650,9 +667,9 @@ void emit_dropout_dx(Emitter *e, const Node *n)
            arena_printf(e->g->arena, " *   dx = keep ? dy / (1 - p) : 0, the forward pass's mask drawn again:\n%s",
                         dropout_mask(e, fwd)));
     int64_t k = per_sample(n->out);
-    fn(e, "static void %s(const float *restrict dy, float *restrict dx, int n,\n"
+    fn(e, "static void %s(const float *restrict dy, float *restrict dx, int s0, int s1,\n"
           "    uint64_t seed, int64_t step)\n{\n", fn_name(e, n));
-    fn(e, "    for (int s = 0; s < n; s++)\n"
+    fn(e, "    for (int s = s0; s < s1; s++)\n"
           "        for (int k = 0; k < %lld; k++) {\n"
           "            uint64_t counter = ((uint64_t)step * %lld + (uint64_t)s) * %lld + (uint64_t)k;\n"
           "            size_t i = (size_t)s * %lld + k;\n"
@@ -660,7 +677,7 @@ void emit_dropout_dx(Emitter *e, const Node *n)
           "        }\n}\n",
        (long long)k, (long long)e->g->train.batch, (long long)k, (long long)k, fwd->id,
        flit(e, fwd->attr.p), flit(e, 1.0 / (1.0 - fwd->attr.p)));
-    call(e, n, "n, m->seed, m->step");
+    call(e, n, "s0, s1, m->seed, m->step");
 }
 
 /* ---- activations ------------------------------------------------------------ */
@@ -709,11 +726,11 @@ void emit_act(Emitter *e, const Node *n)
     e->need_sigmoid |= n->op == OP_SIGMOID;
     ActText t = act_text(e, n->op, n->attr.alpha);
     header(e, n, op_name(n->op), arena_printf(e->g->arena, " *   %s, elementwise\n", t.formula));
-    fn(e, "static void %s(const float *restrict x, float *restrict y, int n)\n{\n"
-          "    for (size_t i = 0; i < (size_t)n * %lld; i++)\n"
+    fn(e, "static void %s(const float *restrict x, float *restrict y, int s0, int s1)\n{\n"
+          "    for (size_t i = (size_t)s0 * %lld; i < (size_t)s1 * %lld; i++)\n"
           "        y[i] = %s;\n}\n",
-       fn_name(e, n), (long long)per_sample(n->out), t.expr);
-    call(e, n, "n");
+       fn_name(e, n), (long long)per_sample(n->out), (long long)per_sample(n->out), t.expr);
+    call(e, n, "s0, s1");
 }
 
 void emit_softmax(Emitter *e, const Node *n)
@@ -721,8 +738,8 @@ void emit_softmax(Emitter *e, const Node *n)
     int64_t k = per_sample(n->out);
     header(e, n, "softmax",
            " *   y[s,k] = exp(x[s,k] - m) / sum_j exp(x[s,j] - m), m = max_j x[s,j]\n");
-    fn(e, "static void %s(const float *restrict x, float *restrict y, int n)\n{\n", fn_name(e, n));
-    fn(e, "    for (int s = 0; s < n; s++) {\n"
+    fn(e, "static void %s(const float *restrict x, float *restrict y, int s0, int s1)\n{\n", fn_name(e, n));
+    fn(e, "    for (int s = s0; s < s1; s++) {\n"
           "        const float *xs = x + (size_t)s * %lld;\n"
           "        float *ys = y + (size_t)s * %lld;\n"
           "        float m = xs[0], sum = 0.0f;\n"
@@ -734,7 +751,7 @@ void emit_softmax(Emitter *e, const Node *n)
           "            ys[k] /= sum;\n"
           "    }\n}\n",
        (long long)k, (long long)k, (long long)k, (long long)k, (long long)k);
-    call(e, n, "n");
+    call(e, n, "s0, s1");
 }
 
 void emit_act_dx(Emitter *e, const Node *n)
@@ -744,8 +761,8 @@ void emit_act_dx(Emitter *e, const Node *n)
         header(e, n, "gradient of softmax",
                " *   dx[s,k] = y[s,k] (dy[s,k] - sum_j dy[s,j] y[s,j])\n");
         fn(e, "static void %s(const float *restrict dy, const float *restrict y,\n"
-              "    float *restrict dx, int n)\n{\n", fn_name(e, n));
-        fn(e, "    for (int s = 0; s < n; s++) {\n"
+              "    float *restrict dx, int s0, int s1)\n{\n", fn_name(e, n));
+        fn(e, "    for (int s = s0; s < s1; s++) {\n"
               "        const size_t o = (size_t)s * %lld;\n"
               "        float dot = 0.0f;\n"
               "        for (int k = 0; k < %lld; k++)\n"
@@ -754,18 +771,18 @@ void emit_act_dx(Emitter *e, const Node *n)
               "            dx[o + k] = y[o + k] * (dy[o + k] - dot);\n"
               "    }\n}\n",
            (long long)k, (long long)k, (long long)k);
-        call(e, n, "n");
+        call(e, n, "s0, s1");
         return;
     }
     ActText t = act_text(e, n->attr.of, n->attr.alpha);
     header(e, n, arena_printf(e->g->arena, "gradient of %s", op_name(n->attr.of)),
            arena_printf(e->g->arena, " *   %s, elementwise\n", t.dformula));
     fn(e, "static void %s(const float *restrict dy, const float *restrict v,\n"
-          "    float *restrict dx, int n)\n{\n"
-          "    for (size_t i = 0; i < (size_t)n * %lld; i++)\n"
+          "    float *restrict dx, int s0, int s1)\n{\n"
+          "    for (size_t i = (size_t)s0 * %lld; i < (size_t)s1 * %lld; i++)\n"
           "        dx[i] = %s;\n}\n",
-       fn_name(e, n), (long long)k, t.dexpr);
-    call(e, n, "n");
+       fn_name(e, n), (long long)k, (long long)k, t.dexpr);
+    call(e, n, "s0, s1");
 }
 
 /* ---- losses ----------------------------------------------------------------- */
@@ -798,11 +815,11 @@ void emit_loss(Emitter *e, const Node *n)
         die("internal: %s is not a loss", op_name(n->op));
     }
     fn(e, "static void %s(const float *restrict z, const %s *restrict target,\n"
-          "    float *restrict loss, int n)\n{\n", fn_name(e, n), target_type);
+          "    float *restrict loss, int s0, int s1, int n)\n{\n", fn_name(e, n), target_type);
     fn(e, "    double sum = 0.0;\n");
     switch (n->op) {
     case OP_SOFTMAX_CE:
-        fn(e, "    for (int s = 0; s < n; s++) {\n"
+        fn(e, "    for (int s = s0; s < s1; s++) {\n"
               "        const float *zs = z + (size_t)s * %lld;\n"
               "        float m = zs[0];\n"
               "        double e = 0.0;\n"
@@ -820,30 +837,30 @@ void emit_loss(Emitter *e, const Node *n)
            (long long)k, (long long)k, (long long)k, (long long)k);
         break;
     case OP_SIGMOID_BCE:
-        fn(e, "    for (size_t i = 0; i < (size_t)n * %lld; i++) {\n"
+        fn(e, "    for (size_t i = (size_t)s0 * %lld; i < (size_t)s1 * %lld; i++) {\n"
               "        double x = z[i];\n"
               "        sum += (x > 0 ? x : 0) - x * target[i] + log1p(exp(-fabs(x)));\n"
               "    }\n"
               "    *loss = (float)(sum / ((double)n * %lld));\n}\n",
-           (long long)k, (long long)k);
+           (long long)k, (long long)k, (long long)k);
         break;
     case OP_MSE:
-        fn(e, "    for (size_t i = 0; i < (size_t)n * %lld; i++) {\n"
+        fn(e, "    for (size_t i = (size_t)s0 * %lld; i < (size_t)s1 * %lld; i++) {\n"
               "        double d = (double)z[i] - (double)target[i];\n"
               "        sum += d * d;\n"
               "    }\n"
               "    *loss = (float)(sum / ((double)n * %lld));\n}\n",
-           (long long)k, (long long)k);
+           (long long)k, (long long)k, (long long)k);
         break;
     default: /* perceptron */
-        fn(e, "    for (int s = 0; s < n; s++) {\n"
+        fn(e, "    for (int s = s0; s < s1; s++) {\n"
               "        double y = target[s] ? 1.0 : -1.0, m = -y * z[s];\n"
               "        sum += m > 0 ? m : 0;\n"
               "    }\n"
               "    *loss = (float)(sum / n);\n}\n");
         break;
     }
-    call(e, n, "n");
+    call(e, n, "s0, s1, n");
 }
 
 void emit_loss_dx(Emitter *e, const Node *n)
@@ -873,10 +890,10 @@ void emit_loss_dx(Emitter *e, const Node *n)
         die("internal: no loss gradient for %s", op_name(n->attr.of));
     }
     fn(e, "static void %s(const float *restrict z, const %s *restrict target,\n"
-          "    float *restrict dz, int n)\n{\n", fn_name(e, n), target_type);
+          "    float *restrict dz, int s0, int s1, int n)\n{\n", fn_name(e, n), target_type);
     switch (n->attr.of) {
     case OP_SOFTMAX_CE:
-        fn(e, "    for (int s = 0; s < n; s++) {\n"
+        fn(e, "    for (int s = s0; s < s1; s++) {\n"
               "        const float *zs = z + (size_t)s * %lld;\n"
               "        float *ds = dz + (size_t)s * %lld;\n"
               "        float m = zs[0], sum = 0.0f;\n"
@@ -891,26 +908,26 @@ void emit_loss_dx(Emitter *e, const Node *n)
         break;
     case OP_SIGMOID_BCE:
         fn(e, "    const float scale = 1.0f / ((float)n * %lld);\n"
-              "    for (size_t i = 0; i < (size_t)n * %lld; i++) {\n"
+              "    for (size_t i = (size_t)s0 * %lld; i < (size_t)s1 * %lld; i++) {\n"
               "        float p = z[i] >= 0.0f ? 1.0f / (1.0f + expf(-z[i])) : expf(z[i]) / (1.0f + expf(z[i]));\n"
               "        dz[i] = (p - target[i]) * scale;\n"
               "    }\n}\n",
-           (long long)k, (long long)k);
+           (long long)k, (long long)k, (long long)k);
         break;
     case OP_MSE:
         fn(e, "    const float scale = 2.0f / ((float)n * %lld);\n"
-              "    for (size_t i = 0; i < (size_t)n * %lld; i++)\n"
+              "    for (size_t i = (size_t)s0 * %lld; i < (size_t)s1 * %lld; i++)\n"
               "        dz[i] = (z[i] - target[i]) * scale;\n}\n",
-           (long long)k, (long long)k);
+           (long long)k, (long long)k, (long long)k);
         break;
     default:
-        fn(e, "    for (int s = 0; s < n; s++) {\n"
+        fn(e, "    for (int s = s0; s < s1; s++) {\n"
               "        int predicted = z[s] > 0.0f;\n"
               "        dz[s] = predicted == (target[s] != 0) ? 0.0f : (target[s] ? -1.0f : 1.0f) / (float)n;\n"
               "    }\n}\n");
         break;
     }
-    call(e, n, "n");
+    call(e, n, "s0, s1, n");
 }
 
 /* ---- the whole file ----------------------------------------------------------- */
@@ -1341,6 +1358,8 @@ static void emit_header(Emitter *e, const EmitOptions *o, Buf *h)
     buf_printf(h, "#define %s_NUM_TENSORS %d /* parameter tensors */\n", U, g->params.len);
     buf_printf(h, "#define %s_MEM_FLOATS %lld /* the instance's float array */\n", U, (long long)e->p->total);
     buf_printf(h, "#define %s_TRAINING %d /* 0: compiled with --inference-only */\n", U, train);
+    buf_printf(h, "#define %s_THREADS %d /* the most parts a batch is split in (laminac --threads) */\n",
+               U, e->p->threads);
     if (tgt) {
         buf_printf(h, "#define %s_LABELS %d /* 1: targets are class labels; 0: floats */\n", U, labels);
         buf_printf(h, "#define %s_TARGET_SIZE %lld /* targets per sample */\n", U,
@@ -1372,6 +1391,12 @@ static void emit_header(Emitter *e, const EmitOptions *o, Buf *h)
                   "size_t %s_size(void);\n%s *%s_init(void *mem, uint64_t seed);\n"
                   "%s *%s_create(uint64_t seed);\nvoid %s_destroy(%s *m);\n\n",
                P, P, P, P, P, P, P, P);
+    buf_printf(h, "/* Threads: every pass splits the batch in m's thread count of parts (1 to\n"
+                  " * %s_THREADS, 1 at first), run in parallel when this file is compiled\n"
+                  " * with OpenMP (-fopenmp), one after another otherwise, with the same\n"
+                  " * results either way. Returns the count set. With more than one, let\n"
+                  " * the BLAS use one thread (lm_set_threads(1)). */\n"
+                  "int %s_set_threads(%s *m, int threads);\n\n", U, P, P);
     buf_printf(h, "/* Inference: y[n * %s_OUT_SIZE] = model(x[n * %s_IN_SIZE]), dropout off.\n"
                   " * y may be NULL; %s_output(m) then holds the last result. */\n"
                   "void %s_forward(%s *m, const float *x, int n, float *y);\n"
@@ -1460,12 +1485,12 @@ bool emit_c(const Graph *g, const Plan *p, const EmitOptions *o, const char *dir
                    "#include <string.h>\n\n#include \"lamina_rt.h\"\n\n", P);
     buf_printf(&c, "struct %s {\n"
                    "    float lr;            /* learning rate, settable at run time */\n"
-                   "    float unused_;\n"
+                   "    int threads;         /* the parts a batch is split in: 1..%s_THREADS */\n"
                    "    int64_t step;        /* optimizer steps taken (numbers dropout masks) */\n"
                    "    uint64_t seed;       /* of the parameters and the dropout masks */\n"
                    "    char pad_[%d];       /* the floats start %d bytes in */\n"
                    "    float mem[%s_MEM_FLOATS];\n};\n\n",
-               P, PLAN_HEADER_BYTES - 24, PLAN_HEADER_BYTES, U);
+               P, U, PLAN_HEADER_BYTES - 24, PLAN_HEADER_BYTES, U);
     if (o->embed_weights && !emit_weights(&e, &c, o->embed_weights)) {
         buf_free(&h);
         buf_free(&c);
@@ -1481,14 +1506,37 @@ bool emit_c(const Graph *g, const Plan *p, const EmitOptions *o, const char *dir
     if (train)
         emit_optimizer(&e, &c);
     buf_puts(&c, "\n/* ---- the passes --------------------------------------------------------- */\n\n");
-    const char *tt = tgt ? arena_printf(g->arena, "const %s_target *target", P) : NULL;
-    buf_printf(&c, "/* The forward pass: each layer in order; the loss too when target is given. */\n"
-                   "static void run_forward(struct %s *m, const float *x, %s, int n, int training)\n{\n"
-                   "    float *mem = m->mem;\n    (void)training;\n%s%s}\n\n",
-               P, tt ? tt : "const void *target", tt ? "" : "    (void)target;\n", e.fwd.s ? e.fwd.s : "");
+    const char *tt = tgt ? arena_printf(g->arena, "const %s_target *target", P) : "const void *target";
+    /* The passes run on parts of the batch: part p of P (m->threads) takes
+     * samples n*p/P <= s < n*(p+1)/P. Parts share no memory they write (each
+     * has its rows of the activations, its slice of every scratch buffer,
+     * its parameter gradients and its loss slot), so they run in parallel
+     * where the code is compiled with OpenMP, and one after the other
+     * otherwise, with the same results bit for bit. */
+    buf_printf(&c, "/* The forward pass of one part of the batch: each layer in order, and the\n"
+                   " * loss when target is given. */\n"
+                   "static void forward_part(struct %s *m, const float *x, %s, int s0, int s1,\n"
+                   "    int n, int part, int training)\n{\n"
+                   "    float *mem = m->mem;\n    (void)training;\n    (void)n;\n%s%s}\n\n",
+               P, tt, tgt ? "" : "    (void)target;\n", e.fwd.s ? e.fwd.s : "");
+    buf_printf(&c, "/* The forward pass of the batch, part by part; returns the mean loss\n"
+                   " * (the sum of the parts' shares) when target is given. */\n"
+                   "static float run_forward(struct %s *m, const float *x, %s, int n, int training)\n{\n"
+                   "    const int parts = m->threads;\n"
+                   "#ifdef _OPENMP\n#pragma omp parallel for num_threads(parts) schedule(static, 1)\n#endif\n"
+                   "    for (int part = 0; part < parts; part++)\n"
+                   "        forward_part(m, x, target, n * part / parts, n * (part + 1) / parts, n, part, training);\n",
+               P, tt);
+    if (tgt)
+        buf_printf(&c, "    const float *mem = m->mem;\n    double loss = 0.0;\n"
+                       "    for (int part = 0; part < parts; part++)\n"
+                       "        loss += LOSS[part];\n"
+                       "    return (float)loss;\n}\n\n");
+    else
+        buf_puts(&c, "    (void)target;\n    return 0.0f;\n}\n\n");
     buf_printf(&c, "size_t %s_size(void)\n{\n    return sizeof(struct %s);\n}\n\n", P, P);
     buf_printf(&c, "struct %s *%s_init(void *mem, uint64_t seed)\n{\n    struct %s *m = mem;\n"
-                   "    memset(m, 0, sizeof *m);\n    m->lr = %s_LR;\n    m->seed = seed;\n%s"
+                   "    memset(m, 0, sizeof *m);\n    m->lr = %s_LR;\n    m->threads = 1;\n    m->seed = seed;\n%s"
                    "    return m;\n}\n\n",
                P, P, P, U,
                p->static_params ? "    /* the parameters are the compiled-in weights[] */\n"
@@ -1498,6 +1546,9 @@ bool emit_c(const Graph *g, const Plan *p, const EmitOptions *o, const char *dir
                    "    return mem ? %s_init(mem, seed) : NULL;\n}\n\n"
                    "void %s_destroy(struct %s *m)\n{\n    free(m);\n}\n\n",
                P, P, P, P, P, P);
+    buf_printf(&c, "int %s_set_threads(struct %s *m, int threads)\n{\n"
+                   "    m->threads = threads < 1 ? 1 : threads > %s_THREADS ? %s_THREADS : threads;\n"
+                   "    return m->threads;\n}\n\n", P, P, U, U);
     buf_printf(&c, "void %s_forward(struct %s *m, const float *x, int n, float *y)\n{\n"
                    "    float *mem = m->mem;\n"
                    "    if (n < 1 || n > %s_BATCH)\n        return;\n"
@@ -1511,24 +1562,41 @@ bool emit_c(const Graph *g, const Plan *p, const EmitOptions *o, const char *dir
         buf_printf(&c, "float %s_evaluate(struct %s *m, const float *x, %s, int n, float *y)\n{\n"
                        "    float *mem = m->mem;\n"
                        "    if (n < 1 || n > %s_BATCH)\n        return NAN;\n%s"
-                       "    run_forward(m, x, target, n, 0);\n"
+                       "    float loss = run_forward(m, x, target, n, 0);\n"
                        "    if (y)\n        memcpy(y, %s, (size_t)n * %s_OUT_SIZE * sizeof(float));\n"
-                       "    return LOSS[0];\n}\n\n",
+                       "    return loss;\n}\n\n",
                    P, P, tt, U, resolve, ref(&e, g->output), U);
     }
     if (train) {
         const char *resolve = tgt->role == ROLE_INPUT ? "    if (!target)\n        target = x;\n" : "";
-        buf_printf(&c, "float %s_forward_train(struct %s *m, const float *x, %s, int n)\n{\n"
-                       "    float *mem = m->mem;\n"
-                       "    if (n < 1 || n > %s_BATCH)\n        return NAN;\n%s"
-                       "    run_forward(m, x, target, n, 1);\n    return LOSS[0];\n}\n\n",
-                   P, P, tt, U, resolve);
-        buf_printf(&c, "/* The backward pass: the forward layers' gradients in reverse order. */\n"
-                       "void %s_backward(struct %s *m, const float *x, %s, int n)\n{\n"
-                       "    float *mem = m->mem;\n    (void)x;\n"
-                       "    if (n < 1 || n > %s_BATCH)\n        return;\n%s%s}\n\n",
-                   P, P, tt, U, resolve, e.bwd.s ? e.bwd.s : "");
         int64_t goff = ((const Buffer *)p->of_tensor[((Tensor *)g->params.items[0])->grad->id])->offset;
+        buf_printf(&c, "float %s_forward_train(struct %s *m, const float *x, %s, int n)\n{\n"
+                       "    if (n < 1 || n > %s_BATCH)\n        return NAN;\n%s"
+                       "    return run_forward(m, x, target, n, 1);\n}\n\n",
+                   P, P, tt, U, resolve);
+        buf_printf(&c, "/* The backward pass of one part: the forward layers' gradients in\n"
+                       " * reverse order. Part 0 adds its parameter gradients to the model's; the\n"
+                       " * others, to their own buffers (gp floats further on), summed after. */\n"
+                       "static void backward_part(struct %s *m, const float *x, %s, int s0, int s1,\n"
+                       "    int n, int part)\n{\n"
+                       "    float *mem = m->mem;\n"
+                       "    const size_t gp = (size_t)part * %lld;\n"
+                       "    (void)x;\n    (void)n;\n    (void)target;\n"
+                       "    if (part > 0)\n        memset(mem + %lld + gp, 0, %s_NUM_PARAMS * sizeof(float));\n%s}\n\n",
+                   P, tt, (long long)p->grad_stride, (long long)goff, U, e.bwd.s ? e.bwd.s : "");
+        buf_printf(&c, "void %s_backward(struct %s *m, const float *x, %s, int n)\n{\n"
+                       "    float *mem = m->mem;\n"
+                       "    if (n < 1 || n > %s_BATCH)\n        return;\n%s"
+                       "    const int parts = m->threads;\n"
+                       "#ifdef _OPENMP\n#pragma omp parallel for num_threads(parts) schedule(static, 1)\n#endif\n"
+                       "    for (int part = 0; part < parts; part++)\n"
+                       "        backward_part(m, x, target, n * part / parts, n * (part + 1) / parts, n, part);\n"
+                       "    /* the parts' parameter gradients, summed into the model's in a fixed order */\n"
+                       "    float *restrict g = mem + %lld;\n"
+                       "    for (int part = 1; part < parts; part++)\n"
+                       "        for (size_t i = 0; i < %s_NUM_PARAMS; i++)\n"
+                       "            g[i] += g[(size_t)part * %lld + i];\n}\n\n",
+                   P, P, tt, U, resolve, (long long)goff, U, (long long)p->grad_stride);
         buf_printf(&c, "void %s_zero_grad(struct %s *m)\n{\n"
                        "    memset(m->mem + %lld, 0, %s_NUM_PARAMS * sizeof(float));\n}\n\n"
                        "void %s_update(struct %s *m)\n{\n    optimizer_step(m);\n}\n\n",

@@ -459,6 +459,8 @@ typedef struct Plan {
     bool training;
     bool static_params; /* --embed-weights --inference-only: parameters live in
                          * a static const array, not in the instance */
+    int threads;        /* parts a batch can be split in (laminac --threads) */
+    int64_t grad_stride; /* floats from one part's parameter gradients to the next */
     PtrVec bufs;                /* Buffer*: parameters first, then the rest */
     Buffer **of_tensor;         /* by tensor id; NULL: the caller's (input, target) */
     Buffer **scratch_of;        /* by node id; NULL if the node needs none */
@@ -476,7 +478,7 @@ enum { PLAN_HEADER_BYTES = 64 };
 
 /* static_params: the parameters are compiled in as constants (only
  * without training): the instance holds the work area alone. */
-Plan *plan_build(Graph *g, bool training, bool static_params);
+Plan *plan_build(Graph *g, bool training, bool static_params, int threads);
 void print_plan(FILE *f, const Graph *g, const Plan *p);
 /* The scratch floats a node needs (0: none). */
 int64_t plan_scratch_size(const Node *n);

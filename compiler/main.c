@@ -22,7 +22,7 @@ typedef struct Options {
     Emit emit;
     bool summary, inference_only, input_grad, verify, program;
     const char *embed_weights;
-    long batch;
+    long batch, threads;
 } Options;
 
 static void usage(FILE *f)
@@ -46,6 +46,8 @@ static void usage(FILE *f)
           "                   data (with --inference-only: no file I/O at all)\n"
           "  --batch N        compile for batches of up to N samples (default: the\n"
           "                   train block's batch)\n"
+          "  --threads N      let every pass split the batch in up to N parts that run\n"
+          "                   in parallel (compile the C with -fopenmp); default 1\n"
           "  --input-grad     also compute the gradient of the loss with respect to the\n"
           "                   input (NAME_input_grad)\n"
           "  --verify         parse the written C with libclang and check it\n"
@@ -114,6 +116,13 @@ static int parse_args(int argc, char **argv, Options *o)
                 fputs("laminac: --batch needs a number from 1 to 65536\n", stderr);
                 return 2;
             }
+        } else if (!strcmp(a, "--threads")) {
+            char *end = NULL;
+            o->threads = ++i < argc ? strtol(argv[i], &end, 10) : 0;
+            if (!end || *end || o->threads < 1 || o->threads > 64) {
+                fputs("laminac: --threads needs a number from 1 to 64\n", stderr);
+                return 2;
+            }
         } else if (!strcmp(a, "--input-grad")) {
             o->input_grad = true;
         } else if (!strcmp(a, "--verify")) {
@@ -179,7 +188,7 @@ int main(int argc, char **argv)
         g->input->grad_wanted = o.input_grad;
         grad_build(g);
     }
-    Plan *plan = plan_build(g, !o.inference_only, o.embed_weights != NULL);
+    Plan *plan = plan_build(g, !o.inference_only, o.embed_weights != NULL, (int)o.threads);
     FILE *out = stdout;
     if (o.emit == EMIT_C && !o.summary) {
         EmitOptions eo = {o.prefix, o.input, o.inference_only, o.embed_weights};

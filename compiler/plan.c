@@ -12,7 +12,8 @@
  * in schedule order (forward, then backward), and buffers whose lifetimes
  * do not overlap share memory. In training most activations live until
  * backward reads them; with --inference-only the schedule is the forward
- * pass alone and the activations mostly reuse each other's memory.
+ * pass alone and the activations mostly reuse each other's memory. With
+ * --threads N > 1 nothing in the work area is shared (see below).
  * Views (flatten, and its gradient) take their source's buffer.
  *
  * The emitter and --summary read sizes from here; nothing else decides
@@ -110,11 +111,12 @@ static int64_t place(Buffer **bufs, int n)
     return top;
 }
 
-Plan *plan_build(Graph *g, bool training, bool static_params)
+Plan *plan_build(Graph *g, bool training, bool static_params, int threads)
 {
     Plan *p = ARENA_NEW(g->arena, Plan);
     p->training = training && g->has_grad;
     p->static_params = static_params && !p->training;
+    p->threads = threads < 1 ? 1 : threads;
     p->of_tensor = ARENA_ARRAY(g->arena, Buffer *, g->tensors.len + 1);
     p->scratch_of = ARENA_ARRAY(g->arena, Buffer *, g->nodes.len + 1);
     int nsched = p->training ? g->nodes.len : g->nforward;
@@ -143,6 +145,14 @@ Plan *plan_build(Graph *g, bool training, bool static_params)
             p->of_tensor[t->grad->id] = b;
         }
         off += round_up(p->nparams);
+        /* Parts 1.. of a batch (threads) add their gradients here first. */
+        p->grad_stride = round_up(p->nparams);
+        if (p->threads > 1) {
+            Buffer *b = new_buffer(g, p, "grad.parts", BUF_GRAD, (p->threads - 1) * p->grad_stride);
+            b->offset = off;
+            b->last = nsched;
+            off += b->size;
+        }
         const TrainCfg *c = &g->train;
         if (c->opt == OPT_SGD && c->momentum > 0) {
             p->momentum = new_buffer(g, p, "momentum", BUF_OPT, p->nparams);
@@ -170,8 +180,9 @@ Plan *plan_build(Graph *g, bool training, bool static_params)
         } else if (src) {
             p->of_tensor[t->id] = p->of_tensor[src->id];
         } else {
-            Buffer *b = new_buffer(g, p, t->name, t->role == ROLE_GRAD ? BUF_DACT : BUF_ACT,
-                                   shape_elems(&t->shape));
+            /* The loss has a slot per part of the batch. */
+            int64_t size = shape_elems(&t->shape) * (t->role == ROLE_LOSS ? p->threads : 1);
+            Buffer *b = new_buffer(g, p, t->name, t->role == ROLE_GRAD ? BUF_DACT : BUF_ACT, size);
             b->t = t;
             b->first = b->last = i;
             p->of_tensor[t->id] = b;
@@ -179,7 +190,8 @@ Plan *plan_build(Graph *g, bool training, bool static_params)
         }
         int64_t s = plan_scratch_size(n);
         if (s > 0) {
-            Buffer *b = new_buffer(g, p, arena_printf(g->arena, "%s.col", t->name), BUF_SCRATCH, s);
+            Buffer *b = new_buffer(g, p, arena_printf(g->arena, "%s.col", t->name), BUF_SCRATCH,
+                                   s * p->threads); /* a slice per part */
             b->node = n;
             b->first = b->last = i;
             p->scratch_of[n->id] = b;
@@ -206,6 +218,16 @@ Plan *plan_build(Graph *g, bool training, bool static_params)
         if (b->last < g->nforward)
             b->last = g->nforward;
     }
+    /* With the batch in parts (threads), a part runs through a whole pass
+     * on its rows without waiting for the others, so rows of two buffers
+     * that lifetimes would let share memory can be live at once in two
+     * parts: then nothing in the work area is shared. */
+    if (p->threads > 1)
+        for (int i = 0; i < work.len; i++) {
+            Buffer *b = work.items[i];
+            b->first = 0;
+            b->last = nsched;
+        }
     p->work = place((Buffer **)work.items, work.len);
     for (int i = 0; i < work.len; i++) {
         Buffer *b = work.items[i];

@@ -6,7 +6,7 @@ set -eu
 build="gcc make flex bison pkg-config libopenblas-dev zlib1g-dev"
 case "${1:-build}" in
 build) want="$build" ;;
-test)  want="$build clang python3-torch python3-numpy graphviz libclang-dev libclang-rt-14-dev gnuplot-nox" ;;
+test)  want="$build clang python3-torch python3-numpy graphviz libclang-dev libclang-rt-14-dev gnuplot-nox dataset-fashion-mnist" ;;
 demo)  want="$build dataset-fashion-mnist gnuplot-nox" ;;
 bench) want="$build python3-torch python3-numpy dataset-fashion-mnist" ;;
 *) echo "deps.sh: unknown target '$1'" >&2; exit 2 ;;

@@ -51,6 +51,7 @@ static float *xalloc(size_t n)
 
 static void load_params(struct MODEL *m, const char *path)
 {
+    F(set_threads)(m, U(THREADS)); /* every part of the batch split as compiled */
     char err[512];
     if (F(load)(m, path, err, sizeof err) != 0)
         fail("load", err);

@@ -47,6 +47,7 @@ def build(lam_text, work, extra_flags=(), cflags=("-O0",)):
         raise RuntimeError("laminac rejected the model:\n" + ir_text.stderr + lam_text)
     ir = IR(ir_text.stdout)
     name = ir_text.stdout.split("model ")[1].split(",")[0]
+    extra_flags = tuple(extra_flags) + tuple(os.environ.get("LAMINAC_FLAGS", "").split())
     r = subprocess.run([LAMINAC, *([] if grad_off(extra_flags) else ["--input-grad"]), *extra_flags,
                         path, "-o", work],
                        capture_output=True, text=True)

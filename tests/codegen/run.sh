@@ -104,6 +104,14 @@ echo "== every op on random configurations against PyTorch"
 $PY tests/codegen/test_ops.py "${LAMINA_OP_CONFIGS:-20}" >"$tmp/ops.log" 2>&1
 cat "$tmp/ops.log" | tail -n 40; count "$tmp/ops.log" test_ops.py
 
+echo "== the batch in 2 parts on 2 threads (laminac --threads 2, -fopenmp)"
+OMP_WAIT_POLICY=PASSIVE LAMINAC_FLAGS="--threads 2" CFLAGS="-fopenmp" \
+    $PY tests/codegen/test_models.py lenet5 cnn mlp autoencoder xor_mlp >"$tmp/th.log" 2>&1
+grep -v "^ok " "$tmp/th.log"; count "$tmp/th.log" "test_models.py (--threads 2)"
+OMP_WAIT_POLICY=PASSIVE LAMINAC_FLAGS="--threads 2" CFLAGS="-fopenmp" \
+    $PY tests/codegen/test_ops.py 3 >"$tmp/tho.log" 2>&1
+tail -n 2 "$tmp/tho.log"; count "$tmp/tho.log" "test_ops.py (--threads 2)"
+
 echo "== the same with the portable GEMM (BLAS=none)"
 make --no-print-directory -s BLAS=none B=build/noblas build/noblas/liblamina_rt.a >/dev/null
 LAMINA_RT=build/noblas/liblamina_rt.a BLAS=none $PY tests/codegen/test_models.py lenet5 cnn mlp autoencoder \

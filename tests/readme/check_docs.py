@@ -550,6 +550,42 @@ def check_tables(work, path, formats):
     return True
 
 
+def check_macros(work, path):
+    """A table after <!-- macros: MODEL --> lists macros of MODEL's header
+    and their values: each must be what laminac writes."""
+    lines = open(path, encoding="utf-8").read().split("\n")
+    rel = os.path.relpath(path, ROOT)
+    for n, line in enumerate(lines):
+        m = re.match(r"^<!--\s*macros:\s*(\S+)\s*-->", line)
+        if not m:
+            continue
+        try:
+            gen, prefix = work.generate(m.group(1), [])
+        except RuntimeError as e:
+            record("%s:%d: macros of %s" % (rel, n + 1, m.group(1)), [e])
+            continue
+        header = open(os.path.join(gen, prefix + ".h")).read()
+        defines = dict(re.findall(r"^#define (\w+) (\S+)", header, re.M))
+        problems, count = [], 0
+        for row in lines[n + 1:]:
+            if row.strip() and not row.startswith("|"):
+                break
+            cells = [c.strip() for c in row.strip().strip("|").split("|")]
+            if len(cells) < 2 or not cells[0].startswith("`"):
+                continue
+            names = re.findall(r"`(\w+)`", cells[0])
+            values = [v.strip() for v in cells[1].split(",")]
+            if len(names) != len(values):
+                problems.append("row %r: %d macros, %d values" % (row, len(names), len(values)))
+                continue
+            for name, value in zip(names, values):
+                count += 1
+                if defines.get(name) != value:
+                    problems.append("%s is %s, the table says %s" % (name, defines.get(name), value))
+        record("%s:%d: %d macro values of %s as laminac writes them" % (rel, n + 1, count, m.group(1)),
+               problems)
+
+
 def main(paths):
     formats = front_end_formats()
     classify_path = os.path.join(ROOT, "tests", "embed", "classify.c")
@@ -576,6 +612,7 @@ def main(paths):
                     check_python(work, b)
                 elif b.info == "text" and id(b) not in follows:
                     pass  # shown only
+            check_macros(work, path)
             check_tables(work, path, formats)
         finally:
             shutil.rmtree(work.dir, ignore_errors=True)

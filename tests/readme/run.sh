@@ -26,8 +26,9 @@
 #   ```sh, ```text, ```ebnf and the rest are shown, not run.
 # It also runs every row of the language reference's error and warning
 # tables, checks that every diag_error and diag_warning message of the
-# front end is in those tables, and that the README's embedding example is
-# tests/embed/classify.c. The work directory is a temporary copy of
+# front end is in those tables, that a table after <!-- macros: MODEL -->
+# gives the values laminac writes into MODEL's header, and that the
+# README's embedding example is tests/embed/classify.c. The work directory is a temporary copy of
 # examples/ with runtime/, build/, tests/ and laminac linked in, so the
 # commands read as if typed at the repository root.
 # Ends with "readme: N passed, N failed"; exits non-zero if anything failed.
