@@ -10,10 +10,10 @@
  * --batch 1 --inference-only and the throughput one with --batch 64
  * --inference-only.
  *
- *   bench train      THREADS SECONDS [WARMUP]   train_step(n = BATCH)
- *   bench latency    THREADS SECONDS [WARMUP]   forward(n = 1), each call timed
- *   bench throughput THREADS SECONDS [WARMUP]   forward(n = BATCH)
- *   bench info                                  the BLAS and the model
+ *   bench train      THREADS SECONDS [WARMUP [CONFIG]]   train_step(n = BATCH)
+ *   bench latency    THREADS SECONDS [WARMUP [CONFIG]]   forward(n = 1), each call timed
+ *   bench throughput THREADS SECONDS [WARMUP [CONFIG]]   forward(n = BATCH)
+ *   bench info                                           the BLAS and the model
  *
  * Each measurement prints one line of JSON on stdout (train also prints a
  * "memory" line: the instance's resident size against NAME_size()).
@@ -22,9 +22,16 @@
  * BENCH_REP and BENCH_PHASE when set, so that bench/report.py can pair
  * this run with PyTorch's.
  *
- * Threads: lm_set_threads(THREADS) for the BLAS (bench/run.sh also sets
- * OPENBLAS_NUM_THREADS and OMP_NUM_THREADS), and omp_set_num_threads when
- * the model was compiled with OpenMP.
+ * Threads, by CONFIG:
+ *   blas   the BLAS gets THREADS threads (lm_set_threads), the model's
+ *          passes run whole (NAME_set_threads(m, 1));
+ *   split  the model splits every pass in THREADS parts of the batch
+ *          (NAME_set_threads(m, THREADS): laminac --threads, OpenMP) and
+ *          the BLAS gets 1 thread, as the generated header advises.
+ * The default is split when the model has NAME_set_threads (bench/run.sh
+ * compiles with -DBENCH_HAS_THREADS then) and THREADS > 1, else blas;
+ * with 1 thread the two are the same ("t1"). bench/run.sh also sets
+ * OPENBLAS_NUM_THREADS and OMP_NUM_THREADS to match.
  *
  * Data: synthetic and identical to bench/torch_bench.py's: input value i
  * of the batch is bench_value(i) in [0, 1), label of sample s is
@@ -48,6 +55,7 @@
 #define STR(a) STR_(a)
 
 static int threads = 1;
+static const char *config = "t1";
 
 #ifdef BENCH_PROFILE
 /* bench/gemmprof.c, linked in by bench/profile.sh: times every lm_sgemm
@@ -60,6 +68,28 @@ static void die(const char *what)
 {
     fprintf(stderr, "bench(%s): %s\n", STR(MODEL), what);
     exit(2);
+}
+
+/* The instance's share of the threads (see CONFIG above). */
+static void apply_threads(struct MODEL *m)
+{
+    int parts = !strcmp(config, "split") ? threads : 1;
+#ifdef BENCH_HAS_THREADS
+    int got = F(set_threads)(m, parts);
+    if (got != parts) {
+        fprintf(stderr, "bench(%s): %s_set_threads(%d) gave %d (laminac --threads too low?)\n",
+                STR(MODEL), STR(MODEL), parts, got);
+        exit(2);
+    }
+#else
+    (void)m;
+    if (parts > 1)
+        die("config split needs a model compiled with laminac --threads (and -DBENCH_HAS_THREADS)");
+#endif
+    lm_set_threads(parts > 1 ? 1 : threads);
+#ifdef _OPENMP
+    omp_set_num_threads(parts);
+#endif
 }
 
 static void *xcalloc(size_t n, size_t size)
@@ -113,8 +143,9 @@ static void head(const char *measure, int batch)
 {
     const char *rep = getenv("BENCH_REP");
     const char *phase = getenv("BENCH_PHASE");
-    printf("{\"impl\":\"lamina\",\"model\":\"%s\",\"measure\":\"%s\",\"threads\":%d,\"batch\":%d",
-           STR(MODEL), measure, threads, batch);
+    printf("{\"impl\":\"lamina\",\"model\":\"%s\",\"measure\":\"%s\",\"threads\":%d,\"batch\":%d,"
+           "\"config\":\"%s\"",
+           STR(MODEL), measure, threads, batch, config);
     if (rep && *rep)
         printf(",\"rep\":%d", atoi(rep));
     if (phase && *phase) {
@@ -186,6 +217,7 @@ static int forward_bench(int latency, double seconds, double warmup)
     struct MODEL *m = F(create)(U(SEED));
     if (!m)
         die("out of memory creating the instance");
+    apply_threads(m);
 
     long cap = 2000000;
     double *times = latency ? xcalloc((size_t)cap, sizeof(double)) : NULL;
@@ -266,6 +298,7 @@ static int train_bench(double seconds, double warmup)
     struct MODEL *m = F(create)(U(SEED));
     if (!m)
         die("out of memory creating the instance");
+    apply_threads(m);
     long anon_created = status_kb("RssAnon");
 
     double elapsed;
@@ -302,8 +335,13 @@ static void info(void)
     const char *name = lm_blas_name();
     lm_blas_describe(desc, sizeof desc);
     head("info", U(BATCH));
-    printf(",\"training\":%d,\"size_bytes\":%zu,\"openmp\":%d,\"blas\":\"", U(TRAINING),
-           F(size)(),
+    printf(",\"training\":%d,\"size_bytes\":%zu,\"parts\":%d,\"openmp\":%d,\"blas\":\"",
+           U(TRAINING), F(size)(),
+#ifdef BENCH_HAS_THREADS
+           U(THREADS),
+#else
+           1,
+#endif
 #ifdef _OPENMP
            1
 #else
@@ -326,8 +364,9 @@ int main(int argc, char **argv)
         info();
         return 0;
     }
-    if (argc < 4 || argc > 5) {
-        fprintf(stderr, "usage: %s train|latency|throughput THREADS SECONDS [WARMUP] | info\n",
+    if (argc < 4 || argc > 6) {
+        fprintf(stderr,
+                "usage: %s train|latency|throughput THREADS SECONDS [WARMUP [blas|split]] | info\n",
                 argv[0]);
         return 2;
     }
@@ -335,11 +374,22 @@ int main(int argc, char **argv)
     if (threads < 1)
         threads = 1;
     double seconds = atof(argv[3]);
-    double warmup = argc == 5 ? atof(argv[4]) : 0.5;
-    lm_set_threads(threads);
-#ifdef _OPENMP
-    omp_set_num_threads(threads);
+    double warmup = argc >= 5 ? atof(argv[4]) : 0.5;
+#ifdef BENCH_HAS_THREADS
+    config = threads > 1 ? "split" : "t1";
+#else
+    config = threads > 1 ? "blas" : "t1";
 #endif
+    if (argc == 6 && threads > 1) {
+        if (strcmp(argv[5], "blas") && strcmp(argv[5], "split")) {
+            fprintf(stderr, "bench(%s): CONFIG is blas or split, not '%s'\n", STR(MODEL), argv[5]);
+            return 2;
+        }
+        config = argv[5];
+    }
+    /* Until an instance exists (the baseline of the memory measurement
+     * runs a BLAS call first): the BLAS threads of the config. */
+    lm_set_threads(!strcmp(config, "split") ? 1 : threads);
     int rc;
     if (!strcmp(argv[1], "latency"))
         rc = forward_bench(1, seconds, warmup);

@@ -3,9 +3,10 @@
 
     report.py table RAW.jsonl OUTDIR     print the table; write OUTDIR/results.md
                                          and OUTDIR/results.csv
-    report.py choose RAW.jsonl MODEL MEASURE
-                                         the fastest PyTorch 2-thread config of
-                                         the calibration runs for MODEL/MEASURE
+    report.py choose RAW.jsonl IMPL MODEL MEASURE [THREADS]
+                                         the fastest thread setting ("config") of
+                                         IMPL (lamina or pytorch) in the
+                                         calibration runs for MODEL/MEASURE
 
 RAW.jsonl holds every line bench.c, torch_bench.py, peak.c and sgemm.c
 printed during the run (each tagged with its repetition and phase by
@@ -55,14 +56,18 @@ def better(measure, a, b):
     return a < b if measure == "latency" else a > b
 
 
-def choose(lines, model, measure):
+FALLBACK = {"pytorch": "omp2_blas1", "lamina": "blas"}
+
+
+def choose(lines, impl, model, measure, threads=None):
     best = None
     for l in lines:
-        if (l.get("phase") == "calibrate" and l.get("impl") == "pytorch"
-                and l.get("model") == model and l.get("measure") == measure):
+        if (l.get("phase") == "calibrate" and l.get("impl") == impl
+                and l.get("model") == model and l.get("measure") == measure
+                and (threads is None or l.get("threads") == threads)):
             if best is None or better(measure, l["value"], best["value"]):
                 best = l
-    return best["config"] if best else "omp2_blas1"
+    return best["config"] if best else FALLBACK[impl]
 
 
 def fmt_value(v, unit, ms=None):
@@ -176,6 +181,7 @@ def table(lines, outdir):
                     "model": model, "measure": measure, "threads": t, "batch": batch,
                     "unit": unit, "lamina": ls, "pytorch": ps,
                     "config": pt[0].get("config", "") if pt else "",
+                    "lamina_config": lam[0].get("config", "") if lam else "",
                     "speedup": speed, "pair_min": min(pairs) if pairs else None,
                     "pair_max": max(pairs) if pairs else None,
                     "flop": fps, "lamina_gflops": lg, "pytorch_gflops": pg,
@@ -185,14 +191,16 @@ def table(lines, outdir):
 
     mem = []
     for model in MODELS:
-        ms = series("lamina", model, "memory", 1) + series("lamina", model, "memory", 2)
-        if ms:
-            mem.append({"model": model, "size": ms[0]["size_bytes"],
-                        "ratio": stats([m["value"] for m in ms]),
-                        "resident": statistics.median([m["resident_bytes"] for m in ms]),
-                        "hwm_kb": max(m["vmhwm_kb"] for m in ms),
-                        "vmrss_delta": statistics.median(
-                            [(m["vmrss_after_kb"] - m["vmrss_before_kb"]) * 1024 for m in ms])})
+        for t in (1, 2):
+            ms = series("lamina", model, "memory", t)
+            if ms:
+                mem.append({"model": model, "threads": t, "size": ms[0]["size_bytes"],
+                            "ratio": stats([m["value"] for m in ms]),
+                            "resident": statistics.median([m["resident_bytes"] for m in ms]),
+                            "hwm_kb": max(m["vmhwm_kb"] for m in ms),
+                            "vmrss_delta": statistics.median(
+                                [(m["vmrss_after_kb"] - m["vmrss_before_kb"]) * 1024
+                                 for m in ms])})
 
     out = []
     w = out.append
@@ -213,29 +221,30 @@ def table(lines, outdir):
       "3 × `laminac --summary`'s forward FLOPs per sample (the usual estimate: it counts the "
       "first layer's input gradient, which no one computes).")
     w("")
-    w("| model | measure | batch | threads | lamina | PyTorch | × (pairs) | lamina peak | PyTorch peak | PyTorch threads |")
-    w("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    w("| model | measure | batch | threads | lamina | PyTorch | × (pairs) | lamina peak | PyTorch peak | lamina threads | PyTorch threads |")
+    w("|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|")
     for r in rows:
         sp = "—" if r["speedup"] is None else "**%.2f**" % r["speedup"]
         if r["pair_min"] is not None and r["pair_max"] is not None and r["pair_min"] != r["pair_max"]:
             sp += " (%.2f–%.2f)" % (r["pair_min"], r["pair_max"])
-        w("| %s | %s | %d | %d | %s | %s | %s | %s | %s | %s |" % (
+        w("| %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s |" % (
             TITLE[r["model"]], WHAT[r["measure"]], r["batch"], r["threads"],
             fmt_range(r["lamina"], r["unit"]), fmt_range(r["pytorch"], r["unit"]), sp,
-            pct(r["lamina_peak"]), pct(r["pytorch_peak"]), r["config"]))
+            pct(r["lamina_peak"]), pct(r["pytorch_peak"]), r["lamina_config"], r["config"]))
     w("")
 
     if mem:
         w("Memory of a training instance (batch 64): what the process's anonymous resident "
           "memory (RssAnon) grew by from creating the instance and training it, against "
-          "`NAME_size()` (= `--summary`'s total).")
+          "`NAME_size()` (= `--summary`'s total). The 2-thread build (laminac --threads 2) "
+          "holds per-part gradients and scratch.")
         w("")
-        w("| model | NAME_size() | resident | resident/size | VmRSS growth | VmHWM of the process |")
-        w("|---|---:|---:|---:|---:|---:|")
+        w("| model | threads | NAME_size() | resident | resident/size | VmRSS growth | VmHWM of the process |")
+        w("|---|---:|---:|---:|---:|---:|---:|")
         for m in mem:
-            w("| %s | {:,} B | {:,.0f} B | %.3f | {:,.0f} B | {:,} kB |".format(
+            w("| %s | %d | {:,} B | {:,.0f} B | %.3f | {:,.0f} B | {:,} kB |".format(
                 m["size"], m["resident"], m["vmrss_delta"], m["hwm_kb"])
-              % (TITLE[m["model"]], m["ratio"]["median"]))
+              % (TITLE[m["model"]], m["threads"], m["ratio"]["median"]))
         w("")
     warn = contention(facts, peaks)
     if warn:
@@ -275,7 +284,7 @@ def table(lines, outdir):
             target("%s: training, 2 threads / 1 thread" % TITLE[model], "≥ 1.70×", "%.2f×" % s,
                    s >= 1.7)
     for m in mem:
-        if m["model"] == "alexnet":
+        if m["model"] == "alexnet" or m["threads"] != 1:
             continue
         x = m["ratio"]["median"]
         target("%s: training instance resident / --summary" % TITLE[m["model"]], "within 10%",
@@ -313,9 +322,11 @@ def table(lines, outdir):
                 "%.1f" % by[2]["value"] if 2 in by else "—"))
     w("")
 
-    cal = [l for l in lines if l.get("phase") == "calibrate"]
-    if cal:
-        w("## PyTorch's 2-thread settings (calibration, one short run each; the fastest is used)")
+    for impl, name in (("lamina", "lamina"), ("pytorch", "PyTorch")):
+        cal = [l for l in lines if l.get("phase") == "calibrate" and l.get("impl") == impl]
+        if not cal:
+            continue
+        w("## %s's 2-thread settings (one short run each; the fastest is used)" % name)
         w("")
         configs = []
         for l in cal:
@@ -328,20 +339,26 @@ def table(lines, outdir):
                 by = {l["config"]: l for l in cal if l["model"] == model and l["measure"] == measure}
                 if not by:
                     continue
-                best = choose(lines, model, measure)
+                best = choose(lines, impl, model, measure)
                 cells = []
                 for c in configs:
                     if c not in by:
                         cells.append("—")
                         continue
-                    s = fmt_value(by[c]["value"], by[c]["unit"])
-                    cells.append("**%s**" % s if c == best else s)
+                    v = fmt_value(by[c]["value"], by[c]["unit"])
+                    cells.append("**%s**" % v if c == best else v)
                 w("| %s | %s | %s |" % (TITLE[model], WHAT[measure], " | ".join(cells)))
         w("")
-        w("omp2_blas1: `torch.set_num_threads(2)`, OMP_NUM_THREADS=2, OPENBLAS_NUM_THREADS=1; "
-          "omp2_blas2_passive: both 2, OMP_WAIT_POLICY=PASSIVE; omp1_blas2: intra-op 1 thread, "
-          "OpenBLAS 2; omp2_blas2: both 2 threads, OpenMP spinning (the default). One thread: "
-          "`torch.set_num_threads(1)`, OMP_NUM_THREADS=1, OPENBLAS_NUM_THREADS=1.")
+        if impl == "lamina":
+            w("split: `laminac --threads 2`, `NAME_set_threads(m, 2)`: every pass splits the batch "
+              "in 2 parts (OpenMP), the BLAS on 1 thread; blas: `NAME_set_threads(m, 1)`, "
+              "`lm_set_threads(2)`, OPENBLAS_NUM_THREADS=2.")
+        else:
+            w("omp2_blas1: `torch.set_num_threads(2)`, OMP_NUM_THREADS=2, OPENBLAS_NUM_THREADS=1; "
+              "omp2_blas2_passive: both 2, OMP_WAIT_POLICY=PASSIVE; omp1_blas2: intra-op 1 "
+              "thread, OpenBLAS 2; omp2_blas2: both 2 threads, OpenMP spinning (the default). "
+              "One thread: `torch.set_num_threads(1)`, OMP_NUM_THREADS=1, "
+              "OPENBLAS_NUM_THREADS=1.")
         w("")
 
     w("## Machine and settings")
@@ -363,7 +380,7 @@ def table(lines, outdir):
 
     with open("%s/results.csv" % outdir, "w", newline="") as f:
         cw = csv.writer(f)
-        cw.writerow(["model", "measure", "batch", "threads", "unit",
+        cw.writerow(["model", "measure", "batch", "threads", "unit", "lamina_config",
                      "lamina_median", "lamina_min", "lamina_max", "lamina_runs",
                      "pytorch_median", "pytorch_min", "pytorch_max", "pytorch_runs",
                      "pytorch_config", "speedup", "speedup_pair_min", "speedup_pair_max",
@@ -378,6 +395,7 @@ def table(lines, outdir):
 
         for r in rows:
             cw.writerow([r["model"], r["measure"], r["batch"], r["threads"], r["unit"],
+                         r["lamina_config"],
                          g(r["lamina"], "median"), g(r["lamina"], "min"), g(r["lamina"], "max"),
                          len(r["lamina"]["all"]) if r["lamina"] else 0,
                          g(r["pytorch"], "median"), g(r["pytorch"], "min"),
@@ -386,7 +404,7 @@ def table(lines, outdir):
                          o(r["flop"]), o(r["lamina_gflops"]), o(r["lamina_peak"]),
                          o(r["pytorch_gflops"]), o(r["pytorch_peak"])])
         for m in mem:
-            cw.writerow([m["model"], "memory", 64, "", "resident/size",
+            cw.writerow([m["model"], "memory", 64, m["threads"], "resident/size", "",
                          "%.6g" % m["ratio"]["median"], "%.6g" % m["ratio"]["min"],
                          "%.6g" % m["ratio"]["max"], len(m["ratio"]["all"]),
                          "", "", "", "", "", "", "", "", "", "", "", "", ""])
@@ -396,8 +414,9 @@ def table(lines, outdir):
 def main(argv):
     if len(argv) == 4 and argv[1] == "table":
         return table(load(argv[2]), argv[3])
-    if len(argv) == 5 and argv[1] == "choose":
-        print(choose(load(argv[2]), argv[3], argv[4]))
+    if len(argv) in (6, 7) and argv[1] == "choose" and argv[3] in FALLBACK:
+        threads = int(argv[6]) if len(argv) == 7 else None
+        print(choose(load(argv[2]), argv[3], argv[4], argv[5], threads))
         return 0
     print(__doc__, file=sys.stderr)
     return 2

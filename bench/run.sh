@@ -6,16 +6,18 @@
 #      (--batch 64), a batch-1 inference binary (--batch 1
 #      --inference-only) and a batch-64 one; for alexnet batch-1 and
 #      batch-4 inference binaries; each is bench/bench.c over that model's
-#      generated C, compiled with $BENCH_CFLAGS (default -O3 -march=native;
-#      -fopenmp too when the generated C or the runtime uses OpenMP);
+#      generated C, compiled with $BENCH_CFLAGS (default -O3 -march=native),
+#      once per thread count (T > 1: laminac --threads T, -fopenmp);
 #      then the FMA-peak probe (bench/peak.c) and the lm_sgemm probe
 #      (bench/sgemm.c);
 #   2. records the machine: CPU, ISA, BLAS (lm_blas_describe), compiler,
 #      PyTorch, load average;
 #   3. measures the FMA peak and lm_sgemm at 1 and 2 threads;
-#   4. calibrates PyTorch at 2 threads: each of its sensible thread
-#      settings once (bench/torch_bench.py's configs), keeping the fastest
-#      per model and measurement;
+#   4. calibrates lamina and PyTorch at 2 threads: each of their sensible
+#      thread settings once (lamina: split the batch across threads, laminac
+#      --threads, or give the threads to the BLAS; PyTorch: bench/
+#      torch_bench.py's configs), keeping the fastest per model and
+#      measurement;
 #   5. for each repetition, model and thread count (1, 2), runs lamina's
 #      three measurements (training samples/s at batch 64, batch-1
 #      latency, batch-64 inference samples/s), then PyTorch's: A B A B ...
@@ -37,6 +39,7 @@
 #   B, BLAS, CC       as in the Makefile (set by `make bench`)
 # About 13 minutes on a 2-core machine; run it on a quiet machine (the load
 # average is recorded: anything else running skews the numbers).
+# shellcheck disable=SC2317 # functions run through json() look unreachable
 set -eu
 cd "$(dirname "$0")/.."
 PY=/usr/bin/python3
@@ -78,7 +81,6 @@ fact() { # fact KEY VALUE: a line of RAW describing the run
         "$1" "$2" >>"$RAW"
 }
 upper() { echo "$1" | tr '[:lower:]' '[:upper:]'; }
-has() { case " $MODELS " in *" $1 "*) return 0 ;; esac; return 1; }
 
 # ---- 1. build ------------------------------------------------------------
 # variant NAME: the laminac flags of a binary
@@ -87,28 +89,39 @@ variant_flags() {
     train) echo "--batch 64" ;;
     inf1) echo "--batch 1 --inference-only" ;;
     inf64) echo "--batch 64 --inference-only" ;;
-    inf$ALEX_BATCH) echo "--batch $ALEX_BATCH --inference-only" ;;
+    "inf$ALEX_BATCH") echo "--batch $ALEX_BATCH --inference-only" ;;
     esac
 }
 rt_omp=""
 grep -qs "pragma omp\|omp_" runtime/*.c && rt_omp=1
+# laminac --threads N: the generated passes split the batch in N parts
+# (OpenMP). With it, each thread count T > 1 gets builds of its own
+# (--threads T, -fopenmp); 1 thread is the default build, as a user who
+# wants one thread compiles it.
+split=""
+./laminac --help 2>&1 | grep -q -- "--threads" && split=1
 echo "== building in $OUT (generated code: $CC $BENCH_CFLAGS)"
-build() { # build MODEL VARIANT -> $OUT/bin/MODEL_VARIANT
-    m=$1 v=$2 d=$OUT/gen/$1_$2
+build() { # build MODEL VARIANT THREADS -> $OUT/bin/MODEL_VARIANT_tTHREADS
+    m=$1 v=$2 t=$3 d=$OUT/gen/$1_$2_t$3
     mkdir -p "$d"
-    # shellcheck disable=SC2046
-    ./laminac $(variant_flags "$v") "examples/$m.lam" -o "$d" || return 1
-    omp=""
-    if [ -n "$rt_omp" ] || grep -q "pragma omp" "$d/$m.c"; then omp=-fopenmp; fi
+    tflags="" omp=""
+    if [ "$t" -gt 1 ] && [ -n "$split" ]; then tflags="--threads $t" omp=-fopenmp; fi
+    # shellcheck disable=SC2046,SC2086
+    ./laminac $(variant_flags "$v") $tflags "examples/$m.lam" -o "$d" || return 1
+    [ -n "$rt_omp" ] && omp=-fopenmp
+    has=""
+    grep -q "${m}_set_threads" "$d/$m.h" && has=-DBENCH_HAS_THREADS
     # shellcheck disable=SC2086
-    $CC -std=c99 $BENCH_CFLAGS $omp -D_POSIX_C_SOURCE=200809L -Iruntime -I"$d" \
+    $CC -std=c99 $BENCH_CFLAGS $omp $has -D_POSIX_C_SOURCE=200809L -Iruntime -I"$d" \
         -DMODEL="$m" -DMODELU="$(upper "$m")" -include "$d/$m.h" \
-        bench/bench.c "$d/$m.c" $LIBS -o "$OUT/bin/${m}_$v"
+        bench/bench.c "$d/$m.c" $LIBS -o "$OUT/bin/${m}_${v}_t$t"
 }
 for m in $MODELS; do
     if [ "$m" = alexnet ]; then variants="inf1 inf$ALEX_BATCH"; else variants="train inf1 inf64"; fi
     for v in $variants; do
-        build "$m" "$v" || { echo "bench/run.sh: building $m ($v) failed" >&2; exit 1; }
+        for t in $THREADS; do
+            build "$m" "$v" "$t" || { echo "bench/run.sh: building $m ($v, $t threads) failed" >&2; exit 1; }
+        done
     done
 done
 $CC -std=c99 -O2 -march=native -pthread bench/peak.c -o "$OUT/bin/peak"
@@ -117,8 +130,8 @@ $CC -std=c99 -O2 -D_POSIX_C_SOURCE=200809L -Iruntime bench/sgemm.c $LIBS -o "$OU
 
 # ---- 2. the machine --------------------------------------------------------
 first=$(echo "$MODELS" | awk '{print $1}')
-fv=train
-[ "$first" = alexnet ] && fv=inf1
+fv=train_t$(echo "$THREADS" | awk '{print $1}')
+[ "$first" = alexnet ] && fv=inf1_t$(echo "$THREADS" | awk '{print $1}')
 fact date "$(date -u '+%Y-%m-%d %H:%M UTC')"
 fact cpu "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
 fact cores "$(nproc)"
@@ -133,7 +146,11 @@ fact cc "$($CC --version | head -n 1)"
 fact cflags "$BENCH_CFLAGS"
 fact blas "$(OPENBLAS_NUM_THREADS=1 "$OUT/bin/${first}_$fv" info | sed -n 's/.*"blas":"\([^"]*\)".*/\1/p') (BLAS=$BLAS)"
 fact blas_config "$("$OUT/bin/${first}_$fv" info | sed -n 's/.*"blas_config":"\([^"]*\)".*/\1/p')"
-fact lamina_threads "lm_set_threads(T), OPENBLAS_NUM_THREADS=T, OMP_NUM_THREADS=T (omp_set_num_threads(T) when built with OpenMP)"
+if [ -n "$split" ]; then
+    fact lamina_threads "1 thread: the default build, lm_set_threads(1), OPENBLAS_NUM_THREADS=1. T > 1: built with laminac --threads T and -fopenmp; split = NAME_set_threads(m, T) with the BLAS on 1 thread, blas = NAME_set_threads(m, 1) with lm_set_threads(T); OPENBLAS_NUM_THREADS and OMP_NUM_THREADS as used"
+else
+    fact lamina_threads "lm_set_threads(T), OPENBLAS_NUM_THREADS=T, OMP_NUM_THREADS=T (laminac has no --threads)"
+fi
 fact torch "$($PY -c 'import torch; print(torch.__version__, "(Debian python3-torch;", torch.__config__.parallel_info().split(chr(10))[2].strip() + ")")' 2>/dev/null | tr -s ' ' || echo 'not installed')"
 fact numpy "$($PY -c 'import numpy; print(numpy.__version__)' 2>/dev/null || echo '?')"
 fact commit "$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git status --porcelain 2>/dev/null | grep -q . && echo ' + uncommitted changes')"
@@ -178,7 +195,31 @@ torch_run() { # torch_run MODEL THREADS CONFIG MEASURES SECONDS WARMUP
         --measure "$4" --seconds "$5" --warmup "$6" --batch "$batch"
 }
 measures_of() { [ "$1" = alexnet ] && echo "latency throughput" || echo "train latency throughput"; }
+LAMINA_CONFIGS="blas"
+[ -n "$split" ] && LAMINA_CONFIGS="split blas"
+lamina_run() { # lamina_run MODEL THREADS MEASURE CONFIG SECONDS WARMUP
+    case $1:$3 in
+    alexnet:latency) v=inf1 ;;
+    alexnet:throughput) v=inf$ALEX_BATCH ;;
+    *:train) v=train ;;
+    *:latency) v=inf1 ;;
+    *:throughput) v=inf64 ;;
+    esac
+    b=1
+    [ "$4" = blas ] && b=$2
+    OPENBLAS_NUM_THREADS=$b OMP_NUM_THREADS=$2 "$OUT/bin/${1}_${v}_t$2" "$3" "$2" "$5" "$6" "$4"
+}
 if echo " $THREADS " | grep -q " 2 "; then
+    echo "== lamina at 2 threads: trying its settings"
+    for m in $MODELS; do
+        for c in $LAMINA_CONFIGS; do
+            echo "   $m $c"
+            for x in $(measures_of "$m"); do
+                BENCH_PHASE=calibrate json lamina_run "$m" 2 "$x" "$c" "$CAL" 0.2 ||
+                    { echo "bench/run.sh: lamina $m $x ($c) failed" >&2; failed=1; }
+            done
+        done
+    done
     echo "== PyTorch at 2 threads: trying its settings"
     for m in $MODELS; do
         for c in $TORCH_CONFIGS; do
@@ -190,27 +231,19 @@ if echo " $THREADS " | grep -q " 2 "; then
 fi
 
 # ---- 5. the measurements, interleaved --------------------------------------
-lamina_run() { # lamina_run MODEL THREADS MEASURE
-    case $1:$3 in
-    alexnet:latency) v=inf1 ;;
-    alexnet:throughput) v=inf$ALEX_BATCH ;;
-    *:train) v=train ;;
-    *:latency) v=inf1 ;;
-    *:throughput) v=inf64 ;;
-    esac
-    OPENBLAS_NUM_THREADS=$2 OMP_NUM_THREADS=$2 "$OUT/bin/${1}_$v" "$3" "$2" "$SECS" "$WARM"
-}
 one_round() { # one_round REP MODEL THREADS
     r=$1 m=$2 t=$3
     echo "   rep $r/$REPS $m, $t thread(s)"
     for x in $(measures_of "$m"); do
-        BENCH_REP=$r BENCH_PHASE=main json lamina_run "$m" "$t" "$x" ||
+        c=t1
+        [ "$t" != 1 ] && c=$($PY bench/report.py choose "$RAW" lamina "$m" "$x" "$t")
+        BENCH_REP=$r BENCH_PHASE=main json lamina_run "$m" "$t" "$x" "$c" "$SECS" "$WARM" ||
             { echo "bench/run.sh: lamina $m $x failed" >&2; failed=1; }
     done
     # PyTorch: one process per thread setting (usually one for all three).
     groups=""
     for x in $(measures_of "$m"); do
-        if [ "$t" = 1 ]; then c=t1; else c=$($PY bench/report.py choose "$RAW" "$m" "$x"); fi
+        if [ "$t" = 1 ]; then c=t1; else c=$($PY bench/report.py choose "$RAW" pytorch "$m" "$x" "$t"); fi
         groups="$groups $c:$x"
     done
     for c in $(echo "$groups" | tr ' ' '\n' | sed -n 's/:.*//p' | sort -u); do

@@ -994,7 +994,8 @@ static void emit_layout(Emitter *e, Buf *c)
         const char *shape = "";
         if (b->t) {
             name = e->macro[b->t->id];
-            shape = b->t->role == ROLE_PARAM || b->t->role == ROLE_PGRAD
+            shape = b->t->role == ROLE_LOSS ? "the mean loss, a share per part of the batch"
+                    : b->t->role == ROLE_PARAM || b->t->role == ROLE_PGRAD
                         ? dims(e, b->t)
                         : arena_printf(e->g->arena, "[n%s%s", strcmp(dims(e, b->t), "[]") ? "," : "",
                                        dims(e, b->t) + 1);
@@ -1249,18 +1250,21 @@ files:;
                P, P, P, P);
     buf_printf(c, "int %s_load(struct %s *m, const char *path, char *err, size_t errlen)\n{\n"
                   "    lm_tensor t[%d];\n"
-                  "    char step[32] = \"\", opt[16] = \"\";\n"
-                  "    lm_st_meta meta[2] = {{\"step\", step, sizeof step, 0}, {\"optimizer\", opt, sizeof opt, 0}};\n"
+                  "    char step[32] = \"\", opt[16] = \"\", lr[32] = \"\";\n"
+                  "    lm_st_meta meta[3] = {{\"step\", step, sizeof step, 0}, {\"lr\", lr, sizeof lr, 0},\n"
+                  "                          {\"optimizer\", opt, sizeof opt, 0}};\n"
                   "    /* With the optimizer's state when the file has it (a resumable\n"
                   "     * checkpoint), else the parameters alone (e.g. from PyTorch). */\n"
                   "    int with_opt = %d;\n"
-                  "    if (with_opt && lm_st_load(path, NULL, 0, meta, 2, LM_ST_ALLOW_EXTRA, err, errlen) == 0)\n"
+                  "    if (with_opt && lm_st_load(path, NULL, 0, meta, 3, LM_ST_ALLOW_EXTRA, err, errlen) == 0)\n"
                   "        with_opt = strcmp(opt, \"%s\") == 0;\n"
                   "    int n = checkpoint_tensors(m, t, with_opt);\n"
-                  "    if (lm_st_load(path, t, n, meta, 1, LM_ST_ALLOW_EXTRA, err, errlen) != 0)\n"
+                  "    if (lm_st_load(path, t, n, meta, 2, LM_ST_ALLOW_EXTRA, err, errlen) != 0)\n"
                   "        return -1;\n"
-                  "    if (with_opt && meta[0].found)\n"
+                  "    if (with_opt && meta[0].found) /* resuming: the step and the learning rate too */\n"
                   "        m->step = strtoll(step, NULL, 10);\n"
+                  "    if (with_opt && meta[1].found)\n"
+                  "        m->lr = strtof(lr, NULL);\n"
                   "    return 0;\n}\n\n",
                P, P, total, nslots > 0, e->p->momentum ? "sgd" : "adam");
 }
@@ -1357,6 +1361,8 @@ static void emit_header(Emitter *e, const EmitOptions *o, Buf *h)
     buf_printf(h, "#define %s_NUM_PARAMS %lld /* floats of all parameters */\n", U, (long long)e->p->nparams);
     buf_printf(h, "#define %s_NUM_TENSORS %d /* parameter tensors */\n", U, g->params.len);
     buf_printf(h, "#define %s_MEM_FLOATS %lld /* the instance's float array */\n", U, (long long)e->p->total);
+    buf_printf(h, "#define %s_SIZE %lld /* bytes of an instance: %s_size(), for static memory */\n", U,
+               (long long)(4 * e->p->total + PLAN_HEADER_BYTES), P);
     buf_printf(h, "#define %s_TRAINING %d /* 0: compiled with --inference-only */\n", U, train);
     buf_printf(h, "#define %s_THREADS %d /* the most parts a batch is split in (laminac --threads) */\n",
                U, e->p->threads);
@@ -1605,6 +1611,8 @@ bool emit_c(const Graph *g, const Plan *p, const EmitOptions *o, const char *dir
                        "    if (n < 1 || n > %s_BATCH)\n        return NAN;\n"
                        "    %s_zero_grad(m);\n"
                        "    float loss = %s_forward_train(m, x, target, n);\n"
+                       "    if (!isfinite(loss))\n"
+                       "        return loss; /* a label out of range, or divergence: no update */\n"
                        "    %s_backward(m, x, target, n);\n"
                        "    %s_update(m);\n"
                        "    return loss;\n}\n\n",

@@ -4,8 +4,9 @@
  * Walks the forward nodes from the loss back to the input and appends,
  * for each, the nodes that compute the gradients of its inputs from the
  * gradient of its output (the chain rule, one op at a time). Gradients
- * are only built for tensors that lead to a parameter: the input's
- * gradient is never computed. The result is ordinary IR, printed by
+ * are only built for tensors that lead to a parameter (and for the input
+ * when --input-grad asks for it), so the first layer's input gradient is
+ * normally not computed at all. The result is ordinary IR, printed by
  * --emit=ir-grad and planned and emitted like the forward pass.
  *
  * The language makes chains, so every tensor on the loss path has one

@@ -509,6 +509,8 @@ bool emit_main(const Graph *g, const Plan *p, const EmitOptions *o, const char *
  * Prints what it finds; returns false on any problem. Without libclang
  * support built in, says so and returns false. */
 bool verify_c(const char *dir, const char *prefix, const char *runtime_include);
+/* Was laminac built with libclang (make LIBCLANG=1)? */
+bool verify_available(void);
 
 /* ---- grad.c --------------------------------------------------------------- */
 

@@ -175,7 +175,10 @@ static const char *describe(Lower *L, const Value *v)
 {
     switch (v->kind) {
     case VAL_INT: return arena_printf(L->arena, "%lld", (long long)v->i);
-    case VAL_FLOAT: return num_text(L, v->f);
+    case VAL_FLOAT: /* 1e3 is shown as 1000.0: a float, not an integer */
+        return v->f == (double)(int64_t)v->f && v->f > -1e15 && v->f < 1e15
+                   ? arena_printf(L->arena, "%.1f", v->f)
+                   : num_text(L, v->f);
     case VAL_WORD: return arena_printf(L->arena, "'%s'", v->s);
     case VAL_LIST: return arena_printf(L->arena, "a list of %d", v->nitems);
     }

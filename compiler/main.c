@@ -54,10 +54,12 @@ static void usage(FILE *f)
           "  --check          check the model, write nothing\n"
           "  --inference-only no gradients or optimizer; activations share memory;\n"
           "                   the model needs no loss\n"
-          "  --help           this text\n"
+          "  --list-ops       the op table: every operation and its kind\n"
+          "  -h, --help       this text\n"
           "  --version        the version\n"
           "\n"
-          "Exit status: 0 success, 1 errors in the model file, 2 usage or I/O error.\n",
+          "Exit status: 0 success, 1 errors in the model file (or problems --verify\n"
+          "found), 2 usage or I/O error.\n",
           f);
 }
 
@@ -197,7 +199,7 @@ int main(int argc, char **argv)
         if (rc == 0 && o.program && !emit_main(g, plan, &eo, dir))
             rc = 2;
         if (rc == 0 && o.verify && !verify_c(dir, eo.prefix ? eo.prefix : g->name, NULL))
-            rc = 1;
+            rc = verify_available() ? 1 : 2; /* 2: no libclang, a usage problem */
         arena_free(arena);
         return rc;
     }

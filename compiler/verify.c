@@ -38,6 +38,11 @@
 
 #ifndef LM_LIBCLANG
 
+bool verify_available(void)
+{
+    return false;
+}
+
 bool verify_c(const char *dir, const char *prefix, const char *runtime_include)
 {
     (void)dir;
@@ -48,6 +53,11 @@ bool verify_c(const char *dir, const char *prefix, const char *runtime_include)
 }
 
 #else
+
+bool verify_available(void)
+{
+    return true;
+}
 
 #include <clang-c/Index.h>
 #include <limits.h>

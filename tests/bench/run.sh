@@ -2,10 +2,12 @@
 # tests/bench/run.sh — keeps the benchmark's code from rotting; times nothing.
 #
 # Run from the repository root after `make`. Builds bench/bench.c over each
-# bench model's generated C exactly as bench/run.sh does (mlp, lenet5 and
-# cnn: training, batch-1 and batch-64 inference builds; alexnet: batch-1
+# bench model's generated C as bench/run.sh does (mlp, lenet5 and cnn:
+# training, batch-1 and batch-64 inference builds, and with laminac
+# --threads 2 and OpenMP the training and batch-64 ones; alexnet: batch-1
 # and batch-4 inference builds), runs each measurement for a few
-# milliseconds at 1 and 2 threads, and checks that every run exits 0 and
+# milliseconds at 1 and 2 threads (2 threads: the BLAS's, and the split
+# batch of the --threads builds), and checks that every run exits 0 and
 # prints well-formed JSON with the fields bench/report.py reads (a value
 # that is a positive finite number, the right model, measure, threads and
 # batch). Also: the FMA and lm_sgemm probes, bench/report.py on the lines
@@ -31,13 +33,13 @@ trap 'rm -rf "$OUT"' EXIT
 ALL="$OUT/all.jsonl"
 : >"$ALL"
 
-# valid FILE MODEL MEASURE THREADS BATCH [MEASURE2]: FILE holds one JSON line
+# valid FILE MODEL MEASURE THREADS BATCH CONFIG [MEASURE2]: FILE holds one JSON line
 # per expected measure, each well-formed and sensible.
 valid() {
     $PY - "$@" <<'EOF'
 import json, math, sys
 path, model, threads, batch = sys.argv[1], sys.argv[2], int(sys.argv[4]), int(sys.argv[5])
-want = [sys.argv[3]] + sys.argv[6:]
+want = [sys.argv[3]] + sys.argv[7:]
 lines = [l for l in open(path).read().splitlines() if l.strip()]
 if len(lines) != len(want):
     sys.exit("expected %d line(s), got %d: %r" % (len(want), len(lines), lines))
@@ -47,7 +49,7 @@ for line, measure in zip(lines, want):
         if key not in d:
             sys.exit("no %r in %s" % (key, line))
     expect = {"impl": "lamina", "model": model, "measure": measure, "threads": threads,
-              "batch": batch}
+              "batch": batch, "config": sys.argv[6] if threads > 1 else "t1"}
     for k, v in expect.items():
         if d[k] != v:
             sys.exit("%s is %r, expected %r: %s" % (k, d[k], v, line))
@@ -59,32 +61,35 @@ for line, measure in zip(lines, want):
 EOF
 }
 
-# build MODEL VARIANT FLAGS...: the binary bench/run.sh would build.
+# build MODEL NAME FLAGS...: the binary bench/run.sh would build, as
+# $OUT/MODEL_NAME (with OpenMP when FLAGS hold --threads).
 build() {
     m=$1 v=$2
     shift 2
     d=$OUT/gen/${m}_$v
     mkdir -p "$d"
     upper=$(echo "$m" | tr '[:lower:]' '[:upper:]')
-    omp=""
+    omp="" has=""
+    case " $* " in *" --threads "*) omp=-fopenmp ;; esac
     grep -qs "pragma omp\|omp_" runtime/*.c && omp=-fopenmp
-    ./laminac "$@" "examples/$m.lam" -o "$d" 2>"$OUT/err" &&
-        { [ -n "$omp" ] || ! grep -q "pragma omp" "$d/$m.c" || omp=-fopenmp; } &&
-        cc -std=c99 -O1 -Wall -Wextra -Werror -pedantic $omp -D_POSIX_C_SOURCE=200809L \
-            -Iruntime -I"$d" -DMODEL="$m" -DMODELU="$upper" -include "$d/$m.h" \
-            bench/bench.c "$d/$m.c" $LIBS -o "$OUT/${m}_$v" 2>>"$OUT/err"
+    ./laminac "$@" "examples/$m.lam" -o "$d" 2>"$OUT/err" || return 1
+    grep -q "${m}_set_threads" "$d/$m.h" && has=-DBENCH_HAS_THREADS
+    # shellcheck disable=SC2086
+    cc -std=c99 -O1 -Wall -Wextra -Werror -pedantic $omp $has -D_POSIX_C_SOURCE=200809L \
+        -Iruntime -I"$d" -DMODEL="$m" -DMODELU="$upper" -include "$d/$m.h" \
+        bench/bench.c "$d/$m.c" $LIBS -o "$OUT/${m}_$v" 2>>"$OUT/err"
 }
 
-# run NAME MODEL BINARY MEASURE THREADS BATCH [EXTRA_MEASURE]
+# run NAME MODEL BINARY MEASURE THREADS BATCH CONFIG [EXTRA_MEASURE]
 run() {
-    name=$1 m=$2 bin=$3 measure=$4 t=$5 batch=$6
-    shift 6
+    name=$1 m=$2 bin=$3 measure=$4 t=$5 batch=$6 config=$7
+    shift 7
     if ! OPENBLAS_NUM_THREADS=$t OMP_NUM_THREADS=$t BENCH_REP=1 BENCH_PHASE=main \
-        "$OUT/$bin" "$measure" "$t" 0.02 0.005 >"$OUT/out.jsonl" 2>"$OUT/err"; then
+        "$OUT/$bin" "$measure" "$t" 0.02 0.005 "$config" >"$OUT/out.jsonl" 2>"$OUT/err"; then
         bad "$name: exit status $? ($(cat "$OUT/err"))"
         return
     fi
-    if msg=$(valid "$OUT/out.jsonl" "$m" "$measure" "$t" "$batch" "$@" 2>&1); then
+    if msg=$(valid "$OUT/out.jsonl" "$m" "$measure" "$t" "$batch" "$config" "$@" 2>&1); then
         ok "$name: well-formed JSON"
         cat "$OUT/out.jsonl" >>"$ALL"
     else
@@ -92,11 +97,16 @@ run() {
     fi
 }
 
+# laminac --threads (batch split across OpenMP threads), when it has it.
+split=""
+./laminac --help 2>&1 | grep -q -- "--threads" && split=1
 for m in mlp lenet5 cnn alexnet; do
     if [ $m = alexnet ]; then
         set -- "inf1:--batch 1 --inference-only" "inf4:--batch 4 --inference-only"
     else
         set -- "train:--batch 64" "inf1:--batch 1 --inference-only" "inf64:--batch 64 --inference-only"
+        [ -n "$split" ] && set -- "$@" "train_t2:--batch 64 --threads 2" \
+            "inf64_t2:--batch 64 --inference-only --threads 2"
     fi
     for spec in "$@"; do
         v=${spec%%:*}
@@ -107,12 +117,17 @@ for m in mlp lenet5 cnn alexnet; do
             bad "$m ($v): build failed: $(cat "$OUT/err")"
             continue
         fi
-        for t in 1 2; do
+        case $v in
+        *_t2) runs="2:split 2:blas" ;;
+        *) runs="1:t1 2:blas" ;;
+        esac
+        for tc in $runs; do
+            t=${tc%%:*} c=${tc#*:}
             case $v in
-            train) run "$m train, $t thread(s)" $m ${m}_train train $t 64 memory ;;
-            inf1) run "$m latency, $t thread(s)" $m ${m}_inf1 latency $t 1 ;;
-            inf64) run "$m throughput, $t thread(s)" $m ${m}_inf64 throughput $t 64 ;;
-            inf4) run "$m throughput, $t thread(s)" $m ${m}_inf4 throughput $t 4 ;;
+            train*) run "$m train, $t thread(s), $c" $m "${m}_$v" train "$t" 64 "$c" memory ;;
+            inf1) run "$m latency, $t thread(s), $c" $m "${m}_$v" latency "$t" 1 "$c" ;;
+            inf64*) run "$m throughput, $t thread(s), $c" $m "${m}_$v" throughput "$t" 64 "$c" ;;
+            inf4) run "$m throughput, $t thread(s), $c" $m "${m}_$v" throughput "$t" 4 "$c" ;;
             esac
         done
     done

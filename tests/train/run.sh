@@ -186,6 +186,18 @@ check "test accuracy after 2 epochs on 6,000 images: $acc > 0.7" $PY -c "import 
 check "same seed and threads: a bitwise-identical checkpoint" same "$OUT/a.st" "$OUT/b.st"
 "$MLP" train $S --epochs 2 --save "$OUT/c.st" --seed 7 --quiet >/dev/null
 check "another seed: another checkpoint" sh -c "! cmp -s '$OUT/a.st' '$OUT/c.st'"
+# A model compiled with laminac --threads 2 and OpenMP splits each batch in
+# two parts run in parallel: reproducible too, for the same --threads.
+d=$OUT/mlp-omp
+mkdir -p "$d"
+if ./laminac --main --threads 2 examples/mlp.lam -o "$d" &&
+    cc $WARN -D_POSIX_C_SOURCE=200809L -O2 -fopenmp -Iruntime -I"$d" "$d/mlp_main.c" "$d/mlp.c" $LIBS -o "$d/mlp"; then
+    "$d/mlp" train $S --epochs 2 --save "$d/a.st" --quiet >/dev/null
+    "$d/mlp" train $S --epochs 2 --save "$d/b.st" --quiet >/dev/null
+    check "laminac --threads 2, OpenMP, --threads 2: bitwise-identical checkpoints" same "$d/a.st" "$d/b.st"
+else
+    bad "build mlp with laminac --threads 2 and -fopenmp"
+fi
 "$MLP" train $S --epochs 1 --save "$OUT/e1.st" --quiet >/dev/null
 cp "$OUT/e1.st" "$OUT/e2.st"
 "$MLP" train $S --epochs 2 --resume "$OUT/e2.st" --quiet >/dev/null
