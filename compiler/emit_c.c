@@ -1167,8 +1167,34 @@ static int opt_slots(const Emitter *e, const char **suffix, const char **macro)
     return 0;
 }
 
+/* --embed-weights --inference-only: no checkpoint files, so no file I/O
+ * at all; save and load say why they cannot. */
+static void emit_no_checkpoint(Emitter *e, Buf *c)
+{
+    const char *P = e->prefix;
+    /* Compiled-in weights: no checkpoint files, so no file I/O at all. */
+    buf_printf(c, "int %s_save_meta(const struct %s *m, const char *path, const char *const *kv, int nkv,\n"
+                  "    char *err, size_t errlen)\n{\n"
+                  "    (void)m;\n    (void)kv;\n    (void)nkv;\n"
+                  "    snprintf(err, errlen, \"%%s: not saved: this model's weights are compiled in \"\n"
+                  "             \"(laminac --embed-weights); save the checkpoint they came from\", path);\n"
+                  "    return -1;\n}\n\n"
+                  "int %s_save(const struct %s *m, const char *path, char *err, size_t errlen)\n{\n"
+                  "    return %s_save_meta(m, path, NULL, 0, err, errlen);\n}\n\n",
+               P, P, P, P, P);
+    buf_printf(c, "int %s_load(struct %s *m, const char *path, char *err, size_t errlen)\n{\n"
+                  "    (void)m;\n"
+                  "    snprintf(err, errlen, \"%%s: not loaded: this model's weights are compiled in \"\n"
+                  "             \"(laminac --embed-weights)\", path);\n"
+                  "    return -1;\n}\n\n", P, P);
+}
+
 static void emit_checkpoint(Emitter *e, Buf *c)
 {
+    if (e->p->static_params) {
+        emit_no_checkpoint(e, c);
+        return;
+    }
     const char *suffix[2], *macro[2];
     int nslots = opt_slots(e, suffix, macro);
     int np = e->g->params.len;
@@ -1185,8 +1211,6 @@ static void emit_checkpoint(Emitter *e, Buf *c)
         }
         buf_puts(c, "};\n\n");
     }
-    if (e->p->static_params)
-        goto files;
     buf_printf(c, "/* The tensors of a checkpoint, pointing into m: parameters, then (with_opt)\n"
                   " * the optimizer's state. Returns how many. */\n"
                   "static int checkpoint_tensors(struct %s *m, lm_tensor *t, int with_opt)\n{\n"
@@ -1207,26 +1231,7 @@ static void emit_checkpoint(Emitter *e, Buf *c)
                       "        t[k].data = %s + %s_param_table[i].offset;\n"
                       "    }\n", U, s, macro[s], P);
     buf_puts(c, "    return k;\n}\n\n");
-files:;
     int total = np * (1 + nslots);
-    if (e->p->static_params) {
-        /* Compiled-in weights: no checkpoint files, so no file I/O at all. */
-        buf_printf(c, "int %s_save_meta(const struct %s *m, const char *path, const char *const *kv, int nkv,\n"
-                      "    char *err, size_t errlen)\n{\n"
-                      "    (void)m;\n    (void)kv;\n    (void)nkv;\n"
-                      "    snprintf(err, errlen, \"%%s: not saved: this model's weights are compiled in \"\n"
-                      "             \"(laminac --embed-weights); save the checkpoint they came from\", path);\n"
-                      "    return -1;\n}\n\n"
-                      "int %s_save(const struct %s *m, const char *path, char *err, size_t errlen)\n{\n"
-                      "    return %s_save_meta(m, path, NULL, 0, err, errlen);\n}\n\n",
-                   P, P, P, P, P);
-        buf_printf(c, "int %s_load(struct %s *m, const char *path, char *err, size_t errlen)\n{\n"
-                      "    (void)m;\n"
-                      "    snprintf(err, errlen, \"%%s: not loaded: this model's weights are compiled in \"\n"
-                      "             \"(laminac --embed-weights)\", path);\n"
-                      "    return -1;\n}\n\n", P, P);
-        return;
-    }
     buf_printf(c, "int %s_save_meta(const struct %s *m, const char *path, const char *const *kv, int nkv,\n"
                   "    char *err, size_t errlen)\n{\n"
                   "    enum { MAX_META = 32 };\n"
