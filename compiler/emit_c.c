@@ -1533,7 +1533,7 @@ bool emit_c(const Graph *g, const Plan *p, const EmitOptions *o, const char *dir
     buf_printf(&c, "/* The forward pass of the batch, part by part; returns the mean loss\n"
                    " * (the sum of the parts' shares) when target is given. */\n"
                    "static float run_forward(struct %s *m, const float *x, %s, int n, int training)\n{\n"
-                   "    const int parts = m->threads;\n"
+                   "    const int parts = m->threads < n ? m->threads : n; /* no empty parts */\n"
                    "#ifdef _OPENMP\n#pragma omp parallel for num_threads(parts) schedule(static, 1)\n#endif\n"
                    "    for (int part = 0; part < parts; part++)\n"
                    "        forward_part(m, x, target, n * part / parts, n * (part + 1) / parts, n, part, training);\n",
@@ -1598,7 +1598,7 @@ bool emit_c(const Graph *g, const Plan *p, const EmitOptions *o, const char *dir
         buf_printf(&c, "void %s_backward(struct %s *m, const float *x, %s, int n)\n{\n"
                        "    float *mem = m->mem;\n"
                        "    if (n < 1 || n > %s_BATCH)\n        return;\n%s"
-                       "    const int parts = m->threads;\n"
+                       "    const int parts = m->threads < n ? m->threads : n; /* no empty parts */\n"
                        "#ifdef _OPENMP\n#pragma omp parallel for num_threads(parts) schedule(static, 1)\n#endif\n"
                        "    for (int part = 0; part < parts; part++)\n"
                        "        backward_part(m, x, target, n * part / parts, n * (part + 1) / parts, n, part);\n"
