@@ -27,7 +27,9 @@
  *          passes run whole (NAME_set_threads(m, 1));
  *   split  the model splits every pass in THREADS parts of the batch
  *          (NAME_set_threads(m, THREADS): laminac --threads, OpenMP) and
- *          the BLAS gets 1 thread, as the generated header advises.
+ *          the BLAS gets 1 thread, as the generated header advises;
+ *   split_passive  the same, named apart: bench/run.sh runs it with
+ *          OMP_WAIT_POLICY=PASSIVE (libgomp reads it before main).
  * The default is split when the model has NAME_set_threads (bench/run.sh
  * compiles with -DBENCH_HAS_THREADS then) and THREADS > 1, else blas;
  * with 1 thread the two are the same ("t1"). bench/run.sh also sets
@@ -73,7 +75,7 @@ static void die(const char *what)
 /* The instance's share of the threads (see CONFIG above). */
 static void apply_threads(struct MODEL *m)
 {
-    int parts = !strcmp(config, "split") ? threads : 1;
+    int parts = !strncmp(config, "split", 5) ? threads : 1;
 #ifdef BENCH_HAS_THREADS
     int got = F(set_threads)(m, parts);
     if (got != parts) {
@@ -366,7 +368,7 @@ int main(int argc, char **argv)
     }
     if (argc < 4 || argc > 6) {
         fprintf(stderr,
-                "usage: %s train|latency|throughput THREADS SECONDS [WARMUP [blas|split]] | info\n",
+                "usage: %s train|latency|throughput THREADS SECONDS [WARMUP [CONFIG]] | info\n",
                 argv[0]);
         return 2;
     }
@@ -381,15 +383,16 @@ int main(int argc, char **argv)
     config = threads > 1 ? "blas" : "t1";
 #endif
     if (argc == 6 && threads > 1) {
-        if (strcmp(argv[5], "blas") && strcmp(argv[5], "split")) {
-            fprintf(stderr, "bench(%s): CONFIG is blas or split, not '%s'\n", STR(MODEL), argv[5]);
+        if (strcmp(argv[5], "blas") && strcmp(argv[5], "split") && strcmp(argv[5], "split_passive")) {
+            fprintf(stderr, "bench(%s): CONFIG is blas, split or split_passive, not '%s'\n",
+                    STR(MODEL), argv[5]);
             return 2;
         }
         config = argv[5];
     }
     /* Until an instance exists (the baseline of the memory measurement
      * runs a BLAS call first): the BLAS threads of the config. */
-    lm_set_threads(!strcmp(config, "split") ? 1 : threads);
+    lm_set_threads(!strncmp(config, "split", 5) ? 1 : threads);
     int rc;
     if (!strcmp(argv[1], "latency"))
         rc = forward_bench(1, seconds, warmup);

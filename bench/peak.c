@@ -3,6 +3,7 @@
  * `make bench`, which states every result as a fraction of it.
  *
  *   peak THREADS SECONDS     one line of JSON: GFLOP/s on THREADS threads
+ *                            (with "phase" from BENCH_PHASE when set)
  *
  * Each thread runs a register-blocked loop of independent fused
  * multiply-adds (ACC accumulators, more than latency x throughput of the
@@ -189,9 +190,11 @@ int main(int argc, char **argv)
 #else
     int fma = 0;
 #endif
-    printf("{\"impl\":\"probe\",\"measure\":\"fma_peak\",\"threads\":%d,\"value\":%.4g,"
-           "\"unit\":\"GFLOP/s\",\"fma256\":%.4g",
-           threads, best, best256);
+    const char *phase = getenv("BENCH_PHASE");
+    printf("{\"impl\":\"probe\",\"measure\":\"fma_peak\",\"threads\":%d,", threads);
+    if (phase && *phase && !strpbrk(phase, "\"\\"))
+        printf("\"phase\":\"%s\",", phase);
+    printf("\"value\":%.4g,\"unit\":\"GFLOP/s\",\"fma256\":%.4g", best, best256);
     if (best512 > 0.0)
         printf(",\"fma512\":%.4g", best512);
     printf(",\"fma\":%d,\"sink\":%g}\n", fma, sink != sink ? 0.0 : (double)(sink > 0.0f));

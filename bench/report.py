@@ -24,6 +24,7 @@ TITLE = {"mlp": "MLP 784-256-128-10", "lenet5": "LeNet-5", "cnn": "Keras-style C
          "alexnet": "AlexNet"}
 WHAT = {"train": "training samples/s", "latency": "inference latency",
         "throughput": "inference samples/s"}
+WHAT_UNIT = {"train": "samples/s", "latency": "us", "throughput": "samples/s"}
 
 # issue 5's targets: one thread; lamina vs PyTorch (x, >1: lamina faster).
 TARGETS = [
@@ -59,15 +60,24 @@ def better(measure, a, b):
 FALLBACK = {"pytorch": "omp2_blas1", "lamina": "blas"}
 
 
-def choose(lines, impl, model, measure, threads=None):
-    best = None
+def calibration(lines, impl, model, measure, threads=None):
+    """{config: median value} of the calibration runs."""
+    runs = {}
     for l in lines:
         if (l.get("phase") == "calibrate" and l.get("impl") == impl
                 and l.get("model") == model and l.get("measure") == measure
                 and (threads is None or l.get("threads") == threads)):
-            if best is None or better(measure, l["value"], best["value"]):
-                best = l
-    return best["config"] if best else FALLBACK[impl]
+            runs.setdefault(l["config"], []).append(l["value"])
+    return {c: statistics.median(v) for c, v in runs.items()}
+
+
+def choose(lines, impl, model, measure, threads=None):
+    """The setting with the best median in the calibration rounds."""
+    best = None
+    for c, v in calibration(lines, impl, model, measure, threads).items():
+        if best is None or better(measure, v, best[1]):
+            best = (c, v)
+    return best[0] if best else FALLBACK[impl]
 
 
 def fmt_value(v, unit, ms=None):
@@ -107,7 +117,7 @@ def pct(x):
     return "—" if x is None else ("%.1f%%" % (100 * x) if x < 0.1 else "%.0f%%" % (100 * x))
 
 
-def contention(facts, peaks):
+def contention(facts, peaks, end_peaks):
     """A sentence when the run shared the CPU with other work, else ''."""
     said = []
     try:
@@ -117,14 +127,15 @@ def contention(facts, peaks):
         load, cores = 0.0, 0
     if load > 0.5:
         said.append("the load average was %.1f when the run started" % load)
-    if 1 in peaks and 2 in peaks and cores >= 2 and peaks[2]["value"] < 1.6 * peaks[1]["value"]:
-        said.append("the FMA peak on 2 threads was only %.2f× the 1-thread one (%.1f vs "
-                    "%.1f GFLOP/s)" % (peaks[2]["value"] / peaks[1]["value"],
-                                      peaks[2]["value"], peaks[1]["value"]))
+    for when, p in (("at the start", peaks), ("at the end", end_peaks)):
+        if 1 in p and 2 in p and cores >= 2 and p[2]["value"] < 1.6 * p[1]["value"]:
+            said.append("the FMA peak on 2 threads %s was only %.2f× the 1-thread one "
+                        "(%.1f vs %.1f GFLOP/s)" % (when, p[2]["value"] / p[1]["value"],
+                                                   p[2]["value"], p[1]["value"]))
     if not said:
         return ""
-    return ("other processes were using this machine's cores during the run: %s. Every "
-            "2-thread row (and 2-thread ratio) is unreliable, and the 1-thread rows are "
+    return ("other processes were using this machine's cores during the run: %s. The "
+            "2-thread rows (and 2-thread ratios) are unreliable, and the 1-thread rows may be "
             "slowed by sharing; run `make bench` again on a quiet machine."
             % "; ".join(said))
 
@@ -132,7 +143,10 @@ def contention(facts, peaks):
 def table(lines, outdir):
     facts = facts_of(lines)
     main = [l for l in lines if l.get("phase") == "main"]
-    peaks = {l["threads"]: l for l in lines if l.get("measure") == "fma_peak"}
+    peaks = {l["threads"]: l for l in lines
+             if l.get("measure") == "fma_peak" and l.get("phase") != "end"}
+    end_peaks = {l["threads"]: l for l in lines
+                 if l.get("measure") == "fma_peak" and l.get("phase") == "end"}
     flops = {m: float(facts["flops_" + m]) for m in MODELS if ("flops_" + m) in facts}
 
     def series(impl, model, measure, threads):
@@ -246,7 +260,7 @@ def table(lines, outdir):
                 m["size"], m["resident"], m["vmrss_delta"], m["hwm_kb"])
               % (TITLE[m["model"]], m["threads"], m["ratio"]["median"]))
         w("")
-    warn = contention(facts, peaks)
+    warn = contention(facts, peaks, end_peaks)
     if warn:
         w("> **Warning:** " + warn)
         w("")
@@ -301,8 +315,9 @@ def table(lines, outdir):
     for t in sorted(peaks):
         p = peaks[t]
         extra = ", 512-bit %.1f" % p["fma512"] if "fma512" in p else ""
-        w("- FMA peak, %d thread%s: **%.1f GFLOP/s** (256-bit FMA loop %.1f%s)" % (
-            t, "" if t == 1 else "s", p["value"], p["fma256"], extra))
+        again = ("; %.1f at the end of the run" % end_peaks[t]["value"]) if t in end_peaks else ""
+        w("- FMA peak, %d thread%s: **%.1f GFLOP/s** (256-bit FMA loop %.1f%s%s)" % (
+            t, "" if t == 1 else "s", p["value"], p["fma256"], extra, again))
     sg = [l for l in lines if l.get("measure") == "sgemm"]
     if sg:
         w("- `lm_sgemm` (%s), GFLOP/s, C[m,n] += op(A)[m,k] op(B)[k,n]:" % facts.get("blas", "?"))
@@ -326,7 +341,9 @@ def table(lines, outdir):
         cal = [l for l in lines if l.get("phase") == "calibrate" and l.get("impl") == impl]
         if not cal:
             continue
-        w("## %s's 2-thread settings (one short run each; the fastest is used)" % name)
+        rounds = len({l.get("rep") for l in cal})
+        w("## %s's 2-thread settings (median of %d short run%s each; the best is used)"
+          % (name, rounds, "" if rounds == 1 else "s"))
         w("")
         configs = []
         for l in cal:
@@ -336,7 +353,7 @@ def table(lines, outdir):
         w("|---|---|" + "---:|" * len(configs))
         for model in MODELS:
             for measure in MEASURES:
-                by = {l["config"]: l for l in cal if l["model"] == model and l["measure"] == measure}
+                by = calibration(lines, impl, model, measure)
                 if not by:
                     continue
                 best = choose(lines, impl, model, measure)
@@ -345,14 +362,15 @@ def table(lines, outdir):
                     if c not in by:
                         cells.append("—")
                         continue
-                    v = fmt_value(by[c]["value"], by[c]["unit"])
+                    v = fmt_value(by[c], WHAT_UNIT[measure])
                     cells.append("**%s**" % v if c == best else v)
                 w("| %s | %s | %s |" % (TITLE[model], WHAT[measure], " | ".join(cells)))
         w("")
         if impl == "lamina":
             w("split: `laminac --threads 2`, `NAME_set_threads(m, 2)`: every pass splits the batch "
-              "in 2 parts (OpenMP), the BLAS on 1 thread; blas: `NAME_set_threads(m, 1)`, "
-              "`lm_set_threads(2)`, OPENBLAS_NUM_THREADS=2.")
+              "in 2 parts (OpenMP), the BLAS on 1 thread; split_passive: the same with "
+              "OMP_WAIT_POLICY=PASSIVE; blas: `NAME_set_threads(m, 1)`, `lm_set_threads(2)`, "
+              "OPENBLAS_NUM_THREADS=2.")
         else:
             w("omp2_blas1: `torch.set_num_threads(2)`, OMP_NUM_THREADS=2, OPENBLAS_NUM_THREADS=1; "
               "omp2_blas2_passive: both 2, OMP_WAIT_POLICY=PASSIVE; omp1_blas2: intra-op 1 "

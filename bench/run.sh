@@ -14,16 +14,18 @@
 #      PyTorch, load average;
 #   3. measures the FMA peak and lm_sgemm at 1 and 2 threads;
 #   4. calibrates lamina and PyTorch at 2 threads: each of their sensible
-#      thread settings once (lamina: split the batch across threads, laminac
-#      --threads, or give the threads to the BLAS; PyTorch: bench/
-#      torch_bench.py's configs), keeping the fastest per model and
-#      measurement;
+#      thread settings once (lamina: split the batch across OpenMP threads,
+#      laminac --threads, with OpenMP's default or passive waiting, or
+#      give the threads to the BLAS; PyTorch: bench/torch_bench.py's
+#      configs), keeping the fastest per model and measurement;
 #   5. for each repetition, model and thread count (1, 2), runs lamina's
 #      three measurements (training samples/s at batch 64, batch-1
 #      latency, batch-64 inference samples/s), then PyTorch's: A B A B ...
 #      AlexNet (forward only: batch-1 latency, batch-4 samples/s) gets
 #      fewer repetitions;
-#   6. bench/report.py prints the table and writes results.md and
+#   6. runs the FMA probe again (the report warns when the 2-thread peak
+#      is not about twice the 1-thread one, before or after: something else
+#      was using the cores), then bench/report.py prints the table and writes results.md and
 #      results.csv (bench/ for a full run; build/bench/ for a quick or
 #      partial one, so that a smoke run never replaces real numbers).
 #
@@ -53,10 +55,12 @@ ALL_MODELS="mlp lenet5 cnn alexnet"
 MODELS=${BENCH_MODELS:-$ALL_MODELS}
 ALEX_BATCH=4
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
-    SECS=${BENCH_SECONDS:-0.25} WARM=0.1 REPS=${BENCH_REPS:-1} AREPS=${BENCH_ALEXNET_REPS:-1} CAL=0.2
+    SECS=${BENCH_SECONDS:-0.25} WARM=0.1 REPS=${BENCH_REPS:-1} AREPS=${BENCH_ALEXNET_REPS:-1}
+    CAL=0.2 CAL_ROUNDS=1
     DEST=${BENCH_OUT:-$OUT}
 else
-    SECS=${BENCH_SECONDS:-2} WARM=0.3 REPS=${BENCH_REPS:-5} AREPS=${BENCH_ALEXNET_REPS:-3} CAL=0.7
+    SECS=${BENCH_SECONDS:-2} WARM=0.3 REPS=${BENCH_REPS:-5} AREPS=${BENCH_ALEXNET_REPS:-3}
+    CAL=0.4 CAL_ROUNDS=3
     if [ "$MODELS" = "$ALL_MODELS" ] && [ "$THREADS" = "1 2" ]; then
         DEST=${BENCH_OUT:-bench}
     else
@@ -75,6 +79,7 @@ RAW=$OUT/raw.jsonl
 : >"$RAW"
 T0=$(date +%s)
 failed=0
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 
 fact() { # fact KEY VALUE: a line of RAW describing the run
     $PY -c 'import json, sys; print(json.dumps({"impl": "fact", "key": sys.argv[1], "value": sys.argv[2]}))' \
@@ -147,14 +152,14 @@ fact cflags "$BENCH_CFLAGS"
 fact blas "$(OPENBLAS_NUM_THREADS=1 "$OUT/bin/${first}_$fv" info | sed -n 's/.*"blas":"\([^"]*\)".*/\1/p') (BLAS=$BLAS)"
 fact blas_config "$("$OUT/bin/${first}_$fv" info | sed -n 's/.*"blas_config":"\([^"]*\)".*/\1/p')"
 if [ -n "$split" ]; then
-    fact lamina_threads "1 thread: the default build, lm_set_threads(1), OPENBLAS_NUM_THREADS=1. T > 1: built with laminac --threads T and -fopenmp; split = NAME_set_threads(m, T) with the BLAS on 1 thread, blas = NAME_set_threads(m, 1) with lm_set_threads(T); OPENBLAS_NUM_THREADS and OMP_NUM_THREADS as used"
+    fact lamina_threads "1 thread: the default build, lm_set_threads(1), OPENBLAS_NUM_THREADS=1. T > 1: built with laminac --threads T and -fopenmp; split = NAME_set_threads(m, T) with the BLAS on 1 thread (split_passive: and OMP_WAIT_POLICY=PASSIVE), blas = NAME_set_threads(m, 1) with lm_set_threads(T); OPENBLAS_NUM_THREADS and OMP_NUM_THREADS as used"
 else
     fact lamina_threads "lm_set_threads(T), OPENBLAS_NUM_THREADS=T, OMP_NUM_THREADS=T (laminac has no --threads)"
 fi
 fact torch "$($PY -c 'import torch; print(torch.__version__, "(Debian python3-torch;", torch.__config__.parallel_info().split(chr(10))[2].strip() + ")")' 2>/dev/null | tr -s ' ' || echo 'not installed')"
 fact numpy "$($PY -c 'import numpy; print(numpy.__version__)' 2>/dev/null || echo '?')"
 fact commit "$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git status --porcelain 2>/dev/null | grep -q . && echo ' + uncommitted changes')"
-fact loadavg_start "$(cut -d' ' -f1-3 /proc/loadavg)"
+fact loadavg_start "$LOAD0"
 fact quick "${BENCH_QUICK:-0}"
 fact reps "$REPS"
 fact alexnet_reps "$AREPS"
@@ -186,8 +191,9 @@ for t in $THREADS; do
 done
 
 # ---- 4. PyTorch's 2-thread settings ----------------------------------------
-TORCH_CONFIGS="omp2_blas1 omp2_blas2_passive omp1_blas2 omp2_blas2"
-[ "${BENCH_QUICK:-0}" = 1 ] && TORCH_CONFIGS="omp2_blas1 omp2_blas2_passive"
+# PyTorch's candidates at 2 threads (torch_bench.py's omp2_blas2, both pools
+# spinning, is the trap issue 5 describes: 2-3x slower, never the best).
+TORCH_CONFIGS="omp2_blas1 omp2_blas2_passive omp1_blas2"
 torch_run() { # torch_run MODEL THREADS CONFIG MEASURES SECONDS WARMUP
     batch=64
     [ "$1" = alexnet ] && batch=$ALEX_BATCH
@@ -196,7 +202,7 @@ torch_run() { # torch_run MODEL THREADS CONFIG MEASURES SECONDS WARMUP
 }
 measures_of() { [ "$1" = alexnet ] && echo "latency throughput" || echo "train latency throughput"; }
 LAMINA_CONFIGS="blas"
-[ -n "$split" ] && LAMINA_CONFIGS="split blas"
+[ -n "$split" ] && LAMINA_CONFIGS="split split_passive blas"
 lamina_run() { # lamina_run MODEL THREADS MEASURE CONFIG SECONDS WARMUP
     case $1:$3 in
     alexnet:latency) v=inf1 ;;
@@ -205,28 +211,37 @@ lamina_run() { # lamina_run MODEL THREADS MEASURE CONFIG SECONDS WARMUP
     *:latency) v=inf1 ;;
     *:throughput) v=inf64 ;;
     esac
-    b=1
+    b=1 wait="-u OMP_WAIT_POLICY"
     [ "$4" = blas ] && b=$2
-    OPENBLAS_NUM_THREADS=$b OMP_NUM_THREADS=$2 "$OUT/bin/${1}_${v}_t$2" "$3" "$2" "$5" "$6" "$4"
+    [ "$4" = split_passive ] && wait=OMP_WAIT_POLICY=PASSIVE
+    # shellcheck disable=SC2086
+    env $wait OPENBLAS_NUM_THREADS=$b OMP_NUM_THREADS=$2 "$OUT/bin/${1}_${v}_t$2" "$3" "$2" "$5" "$6" "$4"
 }
 if echo " $THREADS " | grep -q " 2 "; then
-    echo "== lamina at 2 threads: trying its settings"
-    for m in $MODELS; do
-        for c in $LAMINA_CONFIGS; do
-            echo "   $m $c"
-            for x in $(measures_of "$m"); do
-                BENCH_PHASE=calibrate json lamina_run "$m" 2 "$x" "$c" "$CAL" 0.2 ||
-                    { echo "bench/run.sh: lamina $m $x ($c) failed" >&2; failed=1; }
+    # Each setting once per round, rounds interleaved; report.py keeps the
+    # setting with the best median. (Spinning OpenMP is bimodal on a
+    # shared machine: fine while the other core is free, a scheduler
+    # quantum per parallel region when it is not. One short run is not
+    # enough to tell.)
+    round=1
+    while [ "$round" -le "$CAL_ROUNDS" ]; do
+        echo "== 2 threads: trying lamina's and PyTorch's settings, round $round/$CAL_ROUNDS"
+        for m in $MODELS; do
+            for c in $LAMINA_CONFIGS; do
+                echo "   $m lamina $c"
+                for x in $(measures_of "$m"); do
+                    BENCH_REP=$round BENCH_PHASE=calibrate json lamina_run "$m" 2 "$x" "$c" "$CAL" 0.2 ||
+                        { echo "bench/run.sh: lamina $m $x ($c) failed" >&2; failed=1; }
+                done
+            done
+            for c in $TORCH_CONFIGS; do
+                echo "   $m pytorch $c"
+                BENCH_REP=$round BENCH_PHASE=calibrate json torch_run "$m" 2 "$c" \
+                    "$(measures_of "$m" | tr ' ' ',')" "$CAL" 0.2 ||
+                    { echo "bench/run.sh: PyTorch $m ($c) failed" >&2; failed=1; }
             done
         done
-    done
-    echo "== PyTorch at 2 threads: trying its settings"
-    for m in $MODELS; do
-        for c in $TORCH_CONFIGS; do
-            echo "   $m $c"
-            BENCH_PHASE=calibrate json torch_run "$m" 2 "$c" "$(measures_of "$m" | tr ' ' ',')" "$CAL" 0.2 ||
-                { echo "bench/run.sh: PyTorch $m ($c) failed" >&2; failed=1; }
-        done
+        round=$((round + 1))
     done
 fi
 
@@ -266,6 +281,10 @@ done
 
 # ---- 6. the table ------------------------------------------------------------
 fact loadavg_end "$(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== the FMA probe again (did anything else use the cores?)"
+for t in $THREADS; do
+    BENCH_PHASE=end json "$OUT/bin/peak" "$t" 1 || failed=1
+done
 T1=$(date +%s)
 fact duration "$(((T1 - T0) / 60)) min $(((T1 - T0) % 60)) s"
 echo

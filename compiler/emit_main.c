@@ -238,7 +238,7 @@ static void emit_task(Gen *e)
            "    int32_t *idx; /* [$U_BATCH] indices into the data set */\n"
            "    float *x;     /* [$U_BATCH * $U_IN_SIZE] */\n");
     if (labels)
-        put(e, "    $P_target *t; /* [$U_BATCH * $U_TARGET_SIZE] */\n");
+        put(e, "    $P_target *t; /* [$U_BATCH * $U_TARGET_SIZE]: $P_target is the model's target type */\n");
     put(e, "    float *y;     /* [$U_BATCH * $U_OUT_SIZE] */\n} Batch;\n\n");
 
     switch (e->task) {
@@ -393,18 +393,18 @@ static void emit_task(Gen *e)
 static const char options_text[] =
     "/* ---- options ---------------------------------------------------------------- */\n\n"
     "typedef struct Options {\n"
-    "    const char *command;          /* train, eval, predict, plot */\n"
+    "    const char *command;              /* train, eval, predict, plot */\n"
     "    const char *train, *train_labels; /* training data; its labels (IDX) */\n"
     "    const char *test, *test_labels;   /* test data (eval, predict: --data) */\n"
-    "    const char *ckpt;             /* eval, predict: the checkpoint */\n"
-    "    const char *save, *resume;    /* train: checkpoint to write, to continue */\n"
-    "    const char *metrics, *plot;   /* a CSV line per epoch; its curves as PNG */\n"
+    "    const char *ckpt;                 /* eval, predict: the checkpoint */\n"
+    "    const char *save, *resume;        /* train: checkpoint to write, to continue */\n"
+    "    const char *metrics, *plot;       /* a CSV line per epoch; its curves as PNG */\n"
     "    long long epochs, batch, threads, limit, save_every;\n"
     "    long long seed;\n"
     "    double lr, scale, shift, target_accuracy;\n"
     "    int epochs_set, batch_set, seed_set, lr_set; /* given on the command line */\n"
     "    int quiet, no_labels;\n"
-    "    char metrics_path[4096];      /* --plot without --metrics: FILE.csv */\n"
+    "    char metrics_path[4096];          /* --plot without --metrics: FILE.csv */\n"
     "} Options;\n\n"
     "static void usage(FILE *f)\n{\n"
     "    fprintf(f,\n"
@@ -1012,8 +1012,8 @@ static const char plot_text[] =
     "    }\n"
     "    return cols;\n}\n\n"
     "/* Draws the loss (and accuracy) curves of a metrics file into png with\n"
-    " * gnuplot (pngcairo when it has it, else png). */\n"
-    "static int draw_plot(const char *metrics, const char *png)\n{\n"
+    " * gnuplot (pngcairo when it has it, else png), under a title. */\n"
+    "static int draw_plot(const char *metrics, const char *png, const char *title)\n{\n"
     "    int rows, cols = metrics_columns(metrics, &rows);\n"
     "    if (cols < 0)\n        return -1;\n"
     "    FILE *g = popen(\"gnuplot\", \"w\");\n"
@@ -1032,8 +1032,9 @@ static const char plot_text[] =
     "    fputs(\"\\nset datafile separator ','\\nset grid\\nset xlabel 'epoch'\\n\"\n"
     "          \"set key bottom left\\n\", g);\n"
     "    if (rows <= 20)\n        fputs(\"set xtics 1\\n\", g);\n"
-    "    fprintf(g, \"set multiplot layout 1,%d title '$M'\\n\", panels);\n"
-    "    fputs(\"set title 'loss'\\nplot \", g);\n"
+    "    fprintf(g, \"set multiplot layout 1,%d title \", panels);\n"
+    "    gp_string(g, title);\n"
+    "    fputs(\"\\nset title 'loss'\\nplot \", g);\n"
     "    gp_string(g, metrics);\n"
     "    fputs(\" skip 1 using 1:2 with linespoints title 'train'\", g);\n"
     "    if (cols & 2)\n"
@@ -1112,7 +1113,7 @@ static const char commands_text[] =
     "    }\n"
     "    t->metrics = NULL;\n"
     "    if (o->plot && status == 0) {\n"
-    "        if (draw_plot(o->metrics, o->plot) != 0)\n"
+    "        if (draw_plot(o->metrics, o->plot, \"$M\") != 0)\n"
     "            status = EXIT_BAD;\n"
     "        else\n"
     "            printf(\"plotted %s\\n\", o->plot);\n"
@@ -1225,7 +1226,7 @@ static const char commands_text[] =
     "    if (!strcmp(o.command, \"train\"))\n        return cmd_train(&o);\n"
     "    if (!strcmp(o.command, \"eval\"))\n        return cmd_eval(&o);\n"
     "    if (!strcmp(o.command, \"predict\"))\n        return cmd_predict(&o);\n"
-    "    return draw_plot(o.metrics, o.plot) == 0 ? 0 : EXIT_BAD;\n}\n";
+    "    return draw_plot(o.metrics, o.plot, o.metrics) == 0 ? 0 : EXIT_BAD;\n}\n";
 
 static bool write_text(const char *path, const Buf *b)
 {

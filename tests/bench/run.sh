@@ -118,7 +118,7 @@ for m in mlp lenet5 cnn alexnet; do
             continue
         fi
         case $v in
-        *_t2) runs="2:split 2:blas" ;;
+        *_t2) runs="2:split 2:split_passive 2:blas" ;;
         *) runs="1:t1 2:blas" ;;
         esac
         for tc in $runs; do

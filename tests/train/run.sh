@@ -14,7 +14,9 @@
 #     bit for bit, also across an interruption (SIGINT) and --resume;
 #   - bad input loses nothing: each bad file is named in a message, the
 #     exit status is non-zero and the checkpoint is untouched; a diverging
-#     loss stops training and keeps the last good checkpoint.
+#     loss stops training and keeps the last good checkpoint;
+#   - the program itself runs clean under AddressSanitizer and UBSan
+#     (train, resume, eval, predict, plot, and every bad input above).
 # Fashion-MNIST runs use subsets; the full accuracy runs are
 # tests/train/long.sh (make test-long). Needs dataset-fashion-mnist,
 # python3-numpy, gnuplot, clang. About a minute on 2 cores.
@@ -249,6 +251,29 @@ check "NaN: exit 1, names epoch and batch, the checkpoint stays" \
 "$MLP" train --train "$TRAIN" --limit 6000 --save "$OUT/never.st" --lr 1000 >/dev/null 2>&1
 rc=$?
 check "NaN in epoch 1: exit 1, no checkpoint written" sh -c "[ $rc = 1 ] && [ ! -e '$OUT/never.st' ]"
+
+echo "-- the program under AddressSanitizer and UBSan"
+SAN="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all"
+d=$OUT/mlp-asan
+mkdir -p "$d"
+if ./laminac --main examples/mlp.lam -o "$d" &&
+    cc $WARN $SAN -D_POSIX_C_SOURCE=200809L -DLM_BLAS_OPENBLAS -Iruntime -I"$d" "$d/mlp_main.c" \
+        "$d/mlp.c" runtime/*.c $LIBS -o "$d/mlp" 2>"$d/build.log"; then
+    A=$d/mlp
+    S="--train $TRAIN --test $TEST --limit 2000"
+    if "$A" train $S --epochs 1 --save "$d/a.st" --metrics "$d/m.csv" --quiet >"$d/log" 2>&1 &&
+        "$A" train $S --epochs 2 --resume "$d/a.st" --metrics "$d/m.csv" --plot "$d/m.png" --quiet >>"$d/log" 2>&1 &&
+        "$A" eval --ckpt "$d/a.st" --data "$TEST" --limit 500 >>"$d/log" 2>&1 &&
+        "$A" predict --ckpt "$d/a.st" --data "$TEST" --limit 70 >/dev/null 2>>"$d/log"; then
+        ok "train, resume, eval, predict, plot: clean"
+    else
+        bad "the mlp program under ASan/UBSan: $(cat "$d/log")"
+    fi
+    MLP=$A # the bad-input checks below run under the sanitizers too
+else
+    cat "$d/build.log"
+    bad "build the mlp program with -fsanitize=address,undefined"
+fi
 
 echo "-- bad input: named, non-zero exit, nothing overwritten"
 B=$OUT/bad
