@@ -629,11 +629,15 @@ void emit_view(Emitter *e, const Node *n)
 /* The mask is drawn from a counter-based generator: element k of sample s
  * at optimizer step t keeps its value when uniform(seed, stream, counter) >=
  * p, so backward draws the same mask again without storing it. */
+/* Dropout draws from stream 2^31 + its node's id: far from the streams
+ * 0, 1, ... that initialise the parameters (one per tensor). */
+#define DROPOUT_STREAM (1LL << 31)
+
 static const char *dropout_mask(const Emitter *e, const Node *fwd)
 {
     return arena_printf(e->g->arena,
-                        " *   keep = lm_rand_uniform(seed, %d, (step * %lld + s) * %lld + k) >= %g\n",
-                        fwd->id, (long long)e->g->train.batch, (long long)per_sample(fwd->out),
+                        " *   keep = lm_rand_uniform(seed, %lld, (step * %lld + s) * %lld + k) >= %g\n",
+                        DROPOUT_STREAM + fwd->id, (long long)e->g->train.batch, (long long)per_sample(fwd->out),
                         fwd->attr.p);
 }
 
@@ -653,9 +657,9 @@ void emit_dropout(Emitter *e, const Node *n)
           "        for (int k = 0; k < %lld; k++) {\n"
           "            uint64_t counter = ((uint64_t)step * %lld + (uint64_t)s) * %lld + (uint64_t)k;\n"
           "            size_t i = (size_t)s * %lld + k;\n"
-          "            y[i] = lm_rand_uniform(seed, %d, counter) >= %s ? x[i] * %s : 0.0f;\n"
+          "            y[i] = lm_rand_uniform(seed, %lldu, counter) >= %s ? x[i] * %s : 0.0f;\n"
           "        }\n}\n",
-       (long long)k, (long long)e->g->train.batch, (long long)k, (long long)k, n->id,
+       (long long)k, (long long)e->g->train.batch, (long long)k, (long long)k, DROPOUT_STREAM + n->id,
        flit(e, n->attr.p), flit(e, 1.0 / (1.0 - n->attr.p)));
     call(e, n, "s0, s1, training, m->seed, m->step");
 }
@@ -673,9 +677,9 @@ void emit_dropout_dx(Emitter *e, const Node *n)
           "        for (int k = 0; k < %lld; k++) {\n"
           "            uint64_t counter = ((uint64_t)step * %lld + (uint64_t)s) * %lld + (uint64_t)k;\n"
           "            size_t i = (size_t)s * %lld + k;\n"
-          "            dx[i] = lm_rand_uniform(seed, %d, counter) >= %s ? dy[i] * %s : 0.0f;\n"
+          "            dx[i] = lm_rand_uniform(seed, %lldu, counter) >= %s ? dy[i] * %s : 0.0f;\n"
           "        }\n}\n",
-       (long long)k, (long long)e->g->train.batch, (long long)k, (long long)k, fwd->id,
+       (long long)k, (long long)e->g->train.batch, (long long)k, (long long)k, DROPOUT_STREAM + fwd->id,
        flit(e, fwd->attr.p), flit(e, 1.0 / (1.0 - fwd->attr.p)));
     call(e, n, "s0, s1, m->seed, m->step");
 }

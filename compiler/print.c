@@ -79,8 +79,8 @@ void print_ir(FILE *f, const Graph *g, bool with_grad)
     else
         fprintf(f, "; train: adam(lr=%g, beta1=%g, beta2=%g, eps=%g, weight_decay=%g)", t->lr,
                 t->beta1, t->beta2, t->eps, t->weight_decay);
-    fprintf(f, " epochs=%lld seed=%llu init=%s\n", (long long)t->epochs,
-            (unsigned long long)t->seed, init_name(t->init));
+    fprintf(f, " epochs=%lld seed=%llu init=%s scale=%g shift=%g\n", (long long)t->epochs,
+            (unsigned long long)t->seed, init_name(t->init), t->scale, t->shift);
     for (int i = 0; i < g->tensors.len; i++) {
         const Tensor *x = g->tensors.items[i];
         const char *what = x->role == ROLE_INPUT    ? "input "

@@ -35,7 +35,7 @@ echo "wrote $OUT/lenet5.h and $OUT/lenet5.c (the network) and $OUT/lenet5_main.c
 
 step "2/5 build the program"
 blas=$(pkg-config --libs openblas 2>/dev/null || true)
-set -- cc -std=c99 -O2 -Iruntime -I"$OUT" "$OUT/lenet5_main.c" "$OUT/lenet5.c" \
+set -- cc -std=c99 -O3 -march=native -Iruntime -I"$OUT" "$OUT/lenet5_main.c" "$OUT/lenet5.c" \
     build/liblamina_rt.a $blas -lz -lm -o "$PROG"
 echo "$*"
 "$@"

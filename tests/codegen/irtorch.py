@@ -120,7 +120,7 @@ class IR:
                     s = np.arange(n, dtype=np.uint64)[:, None]
                     kk = np.arange(k, dtype=np.uint64)[None, :]
                     ctr = (np.uint64(step) * np.uint64(self.batch) + s) * np.uint64(k) + kk
-                    keep = philox_uniform(seed, nd.id, ctr) >= np.float32(p)
+                    keep = philox_uniform(seed, (1 << 31) + nd.id, ctr) >= np.float32(p)
                     mask = torch.tensor(keep.reshape(a[0].shape), dtype=a[0].dtype)
                     y = a[0] * mask * np.float32(1.0 / (1.0 - p))
                 else:
