@@ -372,10 +372,14 @@ def table(lines, outdir):
               "OMP_WAIT_POLICY=PASSIVE; blas: `NAME_set_threads(m, 1)`, `lm_set_threads(2)`, "
               "OPENBLAS_NUM_THREADS=2.")
         else:
-            w("omp2_blas1: `torch.set_num_threads(2)`, OMP_NUM_THREADS=2, OPENBLAS_NUM_THREADS=1; "
-              "omp2_blas2_passive: both 2, OMP_WAIT_POLICY=PASSIVE; omp1_blas2: intra-op 1 "
-              "thread, OpenBLAS 2; omp2_blas2: both 2 threads, OpenMP spinning (the default). "
-              "One thread: `torch.set_num_threads(1)`, OMP_NUM_THREADS=1, "
+            legend = {
+                "omp2_blas1": "`torch.set_num_threads(2)`, OMP_NUM_THREADS=2, "
+                              "OPENBLAS_NUM_THREADS=1",
+                "omp2_blas2_passive": "both 2, OMP_WAIT_POLICY=PASSIVE",
+                "omp1_blas2": "intra-op 1 thread, OpenBLAS 2",
+                "omp2_blas2": "both 2 threads, OpenMP spinning (the default)"}
+            w("; ".join("%s: %s" % (c, legend.get(c, "?")) for c in configs) +
+              ". One thread: `torch.set_num_threads(1)`, OMP_NUM_THREADS=1, "
               "OPENBLAS_NUM_THREADS=1.")
         w("")
 
