@@ -9,8 +9,11 @@
  * entry. bench_profile_end prints, on stderr, one line per entry:
  *     gemm CALLER_ADDRESS ta tb m n k calls_per_step us_per_step
  * and a last line "total us_per_step_in_gemm us_per_step". profile.sh
- * turns the addresses into function names with addr2line.
+ * turns the addresses into function names with addr2line. With several
+ * threads (laminac --threads) the times are summed over the threads, so
+ * they can add up to more than the step.
  */
+#include <pthread.h>
 #include <stdio.h>
 
 #include "lamina_rt.h"
@@ -32,6 +35,7 @@ static struct entry {
     double seconds;
 } entries[MAX_ENTRIES];
 static int nentries, on;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 void __wrap_lm_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
                      const float *a, int lda, const float *b, int ldb, float beta,
@@ -44,19 +48,20 @@ void __wrap_lm_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
     double dt = lm_now() - t0;
     void *caller = __builtin_return_address(0);
     int i;
+    pthread_mutex_lock(&lock);
     for (i = 0; i < nentries; i++) {
         struct entry *e = &entries[i];
         if (e->caller == caller && e->ta == trans_a && e->tb == trans_b && e->m == m &&
             e->n == n && e->k == k)
             break;
     }
-    if (i == nentries) {
-        if (nentries == MAX_ENTRIES)
-            return;
+    if (i == nentries && nentries < MAX_ENTRIES)
         entries[nentries++] = (struct entry){caller, trans_a, trans_b, m, n, k, 0, 0.0};
+    if (i < nentries) {
+        entries[i].calls++;
+        entries[i].seconds += dt;
     }
-    entries[i].calls++;
-    entries[i].seconds += dt;
+    pthread_mutex_unlock(&lock);
 }
 
 void bench_profile_begin(void)

@@ -12,7 +12,9 @@
 #      call wrapped and timed (bench/gemmprof.c, -Wl,--wrap=lm_sgemm),
 #      2 s of train_step at THREADS (default 1) threads: per step, the
 #      calls and microseconds of each (generated function, shape), and the
-#      share of the step spent in lm_sgemm;
+#      share of the step spent in lm_sgemm (with THREADS > 1, the model is
+#      built with laminac --threads and run split_passive, and the times
+#      are summed over the threads);
 #   2. perf record -e cpu-clock (a software timer: hardware counters are
 #      not available on this project's virtual machines, but sampling on
 #      the clock is), 2 s of train_step: time by function, the generated
@@ -36,16 +38,23 @@ LIBS="$B/liblamina_rt.a -lz -lm"
 [ "$(cat "$B/blas.stamp" 2>/dev/null || echo openblas)" = openblas ] &&
     LIBS="$B/liblamina_rt.a $(pkg-config --libs openblas) -lz -lm"
 mkdir -p "$D"
-./laminac --batch 64 "examples/$M.lam" -o "$D"
-U=$(echo "$M" | tr '[:lower:]' '[:upper:]')
-omp=""
-grep -q "pragma omp" "$D/$M.c" && omp=-fopenmp
+# As bench/run.sh builds it: 1 thread, the default build; T > 1, laminac
+# --threads T and OpenMP, run with the batch split in T parts.
+tflags="" omp="" has="" config=t1
+if [ "$T" -gt 1 ] && ./laminac --help 2>&1 | grep -q -- "--threads"; then
+    tflags="--threads $T" omp=-fopenmp config=split_passive
+fi
+[ "$T" -gt 1 ] && [ -z "$tflags" ] && config=blas
 # shellcheck disable=SC2086
-set -- -std=c99 $BENCH_CFLAGS $omp -g -D_POSIX_C_SOURCE=200809L -Iruntime -I"$D" \
+./laminac --batch 64 $tflags "examples/$M.lam" -o "$D"
+grep -q "${M}_set_threads" "$D/$M.h" && has=-DBENCH_HAS_THREADS
+U=$(echo "$M" | tr '[:lower:]' '[:upper:]')
+# shellcheck disable=SC2086
+set -- -std=c99 $BENCH_CFLAGS $omp $has -g -D_POSIX_C_SOURCE=200809L -Iruntime -I"$D" \
     -DMODEL="$M" -DMODELU="$U" -include "$D/$M.h"
 # shellcheck disable=SC2086
 $CC "$@" -no-pie -DBENCH_PROFILE bench/bench.c bench/gemmprof.c "$D/$M.c" $LIBS \
-    -Wl,--wrap=lm_sgemm -o "$D/gemmprof"
+    -Wl,--wrap=lm_sgemm -pthread -o "$D/gemmprof"
 # For the per-function views: the generated functions are not inlined into
 # the passes that call them once, so that each keeps its name; helpers
 # declared inline (tanh, exp) still are, and the loops compile as before.
@@ -57,7 +66,11 @@ $CC "$@" $NOINLINE bench/bench.c "$D/$M.c" $LIBS -o "$D/bench-noinline"
 $CC "$@" $NOINLINE -mno-avx512f bench/bench.c "$D/$M.c" $LIBS -o "$D/bench-vg"
 
 echo "== $M: lm_sgemm per training step (batch 64, $T thread(s)), by caller and shape"
-OPENBLAS_NUM_THREADS=$T OMP_NUM_THREADS=$T "$D/gemmprof" train "$T" 2 0.5 >"$D/train.json" 2>"$D/gemm.txt"
+B_THREADS=$T
+[ "$config" = blas ] || B_THREADS=1
+export OPENBLAS_NUM_THREADS="$B_THREADS" OMP_NUM_THREADS="$T"
+[ "$config" = split_passive ] && export OMP_WAIT_POLICY=PASSIVE
+"$D/gemmprof" train "$T" 2 0.5 "$config" >"$D/train.json" 2>"$D/gemm.txt"
 cat "$D/train.json"
 # Each caller address -> the innermost function (inlined or not) it lies in.
 while read -r kind addr rest; do
@@ -90,8 +103,8 @@ done <"$D/gemm.txt" | awk '
 if perf record -e cpu-clock -o "$D/perf.probe" true >/dev/null 2>&1; then
     echo
     echo "== $M: perf (cpu-clock samples, time), by function, $T thread(s), generated functions kept out of line"
-    OPENBLAS_NUM_THREADS=$T OMP_NUM_THREADS=$T perf record -e cpu-clock -F 4000 -o "$D/perf.data" \
-        "$D/bench-noinline" train "$T" 2 0.3 >/dev/null 2>"$D/perf.log"
+    perf record -e cpu-clock -F 4000 -o "$D/perf.data" \
+        "$D/bench-noinline" train "$T" 2 0.3 "$config" >/dev/null 2>"$D/perf.log"
     perf report -i "$D/perf.data" --no-children --sort symbol --stdio 2>/dev/null |
         grep -v '^#' | grep -v '^$' | sed 's/ *- *- *$//' | head -n 30 | tee "$D/perf.txt"
 fi
@@ -102,9 +115,9 @@ if [ "${PROFILE_CALLGRIND:-1}" != 1 ]; then
 elif command -v valgrind >/dev/null 2>&1; then
     echo
     echo "== $M: callgrind, instructions inside ${M}_train_step by function (self), $T thread(s)"
-    OPENBLAS_NUM_THREADS=$T OMP_NUM_THREADS=$T valgrind --tool=callgrind \
+    valgrind --tool=callgrind \
         --callgrind-out-file="$D/callgrind.out" --toggle-collect="${M}_train_step" \
-        "$D/bench-vg" train "$T" 0 0 >/dev/null 2>"$D/valgrind.log" || {
+        "$D/bench-vg" train "$T" 0 0 "$config" >/dev/null 2>"$D/valgrind.log" || {
         echo "valgrind failed: see $D/valgrind.log" >&2
         exit 1
     }

@@ -1415,7 +1415,12 @@ static void emit_header(Emitter *e, const EmitOptions *o, Buf *h)
     buf_printf(h, "/* Inference: y[n * %s_OUT_SIZE] = model(x[n * %s_IN_SIZE]), dropout off.\n"
                   " * y may be NULL; %s_output(m) then holds the last result. */\n"
                   "void %s_forward(%s *m, const float *x, int n, float *y);\n"
-                  "const float *%s_output(const %s *m);\n\n", U, U, P, P, P, P, P);
+                  "const float *%s_output(const %s *m);\n"
+                  "/* After forward: a layer's output, [n * size] (size set to its floats a\n"
+                  " * sample), for the output layer and the layers kept with laminac --keep;\n"
+                  " * NULL (size 0) for any other name. */\n"
+                  "const float *%s_activation(const %s *m, const char *layer, int *size);\n\n",
+               U, U, P, P, P, P, P, P, P);
     if (train) {
         buf_printf(h, "/* Training. train_step = zero_grad + forward_train + backward + update;\n"
                       " * it returns the mean loss of the batch (NaN if n is out of range or a\n"
@@ -1572,6 +1577,17 @@ bool emit_c(const Graph *g, const Plan *p, const EmitOptions *o, const char *dir
                P, P, U, ref(&e, g->output), U);
     buf_printf(&c, "const float *%s_output(const struct %s *m)\n{\n    const float *mem = m->mem;\n"
                    "    return %s;\n}\n\n", P, P, ref(&e, g->output));
+    buf_printf(&c, "const float *%s_activation(const struct %s *m, const char *layer, int *size)\n{\n"
+                   "    const float *mem = m->mem;\n", P, P);
+    for (int i = 0; i < g->tensors.len; i++) {
+        const Tensor *t = g->tensors.items[i];
+        if (t->keep || t == g->output)
+            buf_printf(&c, "    if (strcmp(layer, \"%s\") == 0) {\n"
+                           "        *size = %lld;\n        return %s;\n    }\n",
+                       ((const Layer *)g->layers.items[t->layer])->name, (long long)per_sample(t),
+                       ref(&e, t));
+    }
+    buf_puts(&c, "    (void)mem;\n    *size = 0;\n    return NULL;\n}\n\n");
     if (tgt) {
         const char *resolve = tgt->role == ROLE_INPUT ? "    if (!target)\n        target = x;\n" : "";
         buf_printf(&c, "float %s_evaluate(struct %s *m, const float *x, %s, int n, float *y)\n{\n"

@@ -327,6 +327,7 @@ struct Tensor {
     int64_t fan_in, fan_out; /* parameters: for initialisers */
     Tensor *grad;            /* once grad.c ran: dLoss/dthis */
     bool grad_wanted;        /* the input, with --input-grad */
+    bool keep;               /* a layer output kept to the end of forward (--keep) */
     int layer;               /* index into Graph.layers */
 };
 

@@ -23,6 +23,8 @@ typedef struct Options {
     bool summary, inference_only, input_grad, verify, program;
     const char *embed_weights;
     long batch, threads;
+    const char *keep[8];
+    int nkeep;
 } Options;
 
 static void usage(FILE *f)
@@ -48,6 +50,8 @@ static void usage(FILE *f)
           "                   train block's batch)\n"
           "  --threads N      let every pass split the batch in up to N parts that run\n"
           "                   in parallel (compile the C with -fopenmp); default 1\n"
+          "  --keep LAYER     keep LAYER's output after forward, for NAME_activation\n"
+          "                   (with --main, a layer named 'code' is kept: --latent)\n"
           "  --input-grad     also compute the gradient of the loss with respect to the\n"
           "                   input (NAME_input_grad)\n"
           "  --verify         parse the written C with libclang and check it\n"
@@ -118,6 +122,12 @@ static int parse_args(int argc, char **argv, Options *o)
                 fputs("laminac: --batch needs a number from 1 to 65536\n", stderr);
                 return 2;
             }
+        } else if (!strcmp(a, "--keep")) {
+            if (++i == argc || o->nkeep == 8) {
+                fputs("laminac: --keep needs a layer name (at most 8 of them)\n", stderr);
+                return 2;
+            }
+            o->keep[o->nkeep++] = argv[i];
         } else if (!strcmp(a, "--threads")) {
             char *end = NULL;
             o->threads = ++i < argc ? strtol(argv[i], &end, 10) : 0;
@@ -189,6 +199,21 @@ int main(int argc, char **argv)
     if (g->loss && !o.inference_only) {
         g->input->grad_wanted = o.input_grad;
         grad_build(g);
+    }
+    /* --keep: layer outputs that NAME_activation must find intact. */
+    for (int k = 0; k < o.nkeep + (o.program ? 1 : 0); k++) {
+        const char *want = k < o.nkeep ? o.keep[k] : "code";
+        bool found = false;
+        for (int l = 0; l < g->layers.len; l++) {
+            Layer *ly = g->layers.items[l];
+            if (!strcmp(ly->name, want) && ly->out && ly->out->role == ROLE_ACT)
+                ly->out->keep = found = true;
+        }
+        if (!found && k < o.nkeep) {
+            fprintf(stderr, "laminac: --keep %s: the model has no layer of that name\n", want);
+            arena_free(arena);
+            return 2;
+        }
     }
     Plan *plan = plan_build(g, !o.inference_only, o.embed_weights != NULL, (int)o.threads);
     FILE *out = stdout;

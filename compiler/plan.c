@@ -213,6 +213,14 @@ Plan *plan_build(Graph *g, bool training, bool static_params, int threads)
         Buffer *b = p->of_tensor[g->input->grad->id];
         b->last = nsched;
     }
+    /* Layers asked for by name (--keep) live to the end of forward too, so
+     * that NAME_activation can read them after a forward pass. */
+    for (int i = 0; i < g->tensors.len; i++) {
+        Tensor *t = g->tensors.items[i];
+        Buffer *b = p->of_tensor[t->id];
+        if (t->keep && b && b->kind == BUF_ACT && b->last < g->nforward)
+            b->last = g->nforward;
+    }
     if (g->output && p->of_tensor[g->output->id]) {
         Buffer *b = p->of_tensor[g->output->id];
         if (b->last < g->nforward)

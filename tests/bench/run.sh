@@ -185,7 +185,9 @@ else
 fi
 
 sh -n bench/run.sh && ok "bench/run.sh parses" || bad "bench/run.sh does not parse"
-$PY -m py_compile bench/torch_bench.py bench/report.py 2>"$OUT/err" &&
+$PY -c 'import py_compile, sys
+for f in sys.argv[2:]:
+    py_compile.compile(f, cfile=sys.argv[1] + "/x.pyc", doraise=True)' "$OUT" bench/torch_bench.py bench/report.py 2>"$OUT/err" &&
     ok "torch_bench.py and report.py compile" || bad "py_compile: $(cat "$OUT/err")"
 
 echo "bench: $pass passed, $fail failed"

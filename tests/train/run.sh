@@ -171,6 +171,25 @@ check "autoencoder test MSE $mse < 0.3 x $base (mean image; PCA-32: $pca)" \
 "$AE" predict --ckpt "$OUT/ae.st" --data "$TEST" --limit 3 >"$OUT/ae.csv"
 check "autoencoder predict: 3 reconstructions of 784 values" \
     sh -c "[ \$(wc -l < '$OUT/ae.csv') = 4 ] && awk -F, 'NR > 1 && NF != 785 { exit 1 }' '$OUT/ae.csv'"
+# The latent codes: the 'code' layer's outputs, checked against the code
+# computed here from the checkpoint's weights: relu(W2 relu(W1 x + b1) + b2).
+"$AE" predict --ckpt "$OUT/ae.st" --data "$TEST" --limit 100 --latent "$OUT/latent.csv" >/dev/null
+cat >"$OUT/latent.py" <<'EOF'
+import gzip, sys
+import numpy as np
+sys.path.insert(0, "tests/runtime")
+import st
+w = st.load(sys.argv[1])
+x = np.frombuffer(gzip.open(sys.argv[2]).read()[16:], dtype=np.uint8).reshape(-1, 784)[:100] / 255.0
+h = np.maximum(x @ w["enc1.weight"].T + w["enc1.bias"], 0)
+code = np.maximum(h @ w["code.weight"].T + w["code.bias"], 0)
+got = np.loadtxt(sys.argv[3], delimiter=",", ndmin=2)
+ok = got.shape == (100, 33) and (got[:, 0] == np.arange(100)).all()
+ok = ok and np.abs(got[:, 1:] - code).max() <= 1e-4 * max(1.0, np.abs(code).max())
+sys.exit(0 if ok else 1)
+EOF
+check "autoencoder --latent: 100 codes of 32 values, equal to relu(W2 relu(W1 x + b1) + b2)" \
+    $PY "$OUT/latent.py" "$OUT/ae.st" "$TEST" "$OUT/latent.csv"
 
 echo "-- Fashion-MNIST (MLP, subsets): outputs and reproducibility"
 S="--train $TRAIN --test $TEST --limit 6000 --threads 2"
