@@ -284,12 +284,22 @@ void emit_bias_db(Emitter *e, const Node *n)
     fn(e, "    for (int s = s0; s < s1; s++)\n"
           "        for (int f = 0; f < %lld; f++) {\n", (long long)ch);
     if (inner > 1) {
+        /* Eight running sums, which a compiler keeps in one vector register:
+         * one sum would be a chain of dependent additions. */
+        int64_t main_part = inner / 8 * 8;
         fn(e, "            const float *d = dy + ((size_t)s * %lld + f) * %lld;\n"
-              "            float sum = 0.0f;\n"
-              "            for (int k = 0; k < %lld; k++)\n"
-              "                sum += d[k];\n"
-              "            db[f] += sum;\n",
-           (long long)ch, (long long)inner, (long long)inner);
+              "            float part[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};\n"
+              "            for (int k = 0; k < %lld; k += 8)\n"
+              "                for (int j = 0; j < 8; j++)\n"
+              "                    part[j] += d[k + j];\n"
+              "            float sum = 0.0f;\n",
+           (long long)ch, (long long)inner, (long long)main_part);
+        if (main_part < inner)
+            fn(e, "            for (int k = %lld; k < %lld; k++)\n"
+                  "                sum += d[k];\n", (long long)main_part, (long long)inner);
+        fn(e, "            for (int j = 0; j < 8; j++)\n"
+              "                sum += part[j];\n"
+              "            db[f] += sum;\n");
     } else {
         fn(e, "            db[f] += dy[(size_t)s * %lld + f];\n", (long long)ch);
     }
@@ -1046,7 +1056,7 @@ static void emit_param_table(Emitter *e, Buf *c)
 static void emit_init(Emitter *e, Buf *c)
 {
     const Graph *g = e->g;
-    buf_printf(c, "/* Parameters drawn from the distributions PyTorch uses (its generator's\n"
+    buf_printf(c, "\n/* Parameters drawn from the distributions PyTorch uses (its generator's\n"
                   " * exact values are not reproduced: the stream is lamina's own). */\n"
                   "static void init_params(float *mem, uint64_t seed)\n{\n"
                   "    (void)mem;\n    (void)seed;\n");
