@@ -513,13 +513,16 @@ static void window_loops(Emitter *e, const Pool *p, const char *indent)
 {
     fn(e, "%sfor (int p = 0; p < %lld; p++)\n"
           "%s    for (int q = 0; q < %lld; q++) {\n"
-          "%s        int h = %s, w = %s;\n"
-          "%s        if (h < 0 || h >= %lld || w < 0 || w >= %lld)\n"
-          "%s            continue;\n",
+          "%s        const int h = %s, w = %s;\n",
        indent, (long long)p->kh, indent, (long long)p->kw, indent,
        index_expr(e, "i", (int)p->sh, (int)p->ph, "p"),
-       index_expr(e, "j", (int)p->sw, (int)p->pw, "q"), indent, (long long)p->h,
-       (long long)p->w, indent);
+       index_expr(e, "j", (int)p->sw, (int)p->pw, "q"));
+    /* Without padding every window lies inside x (the output size is
+     * (H - K) / S + 1): no test is needed. */
+    if (p->ph > 0 || p->pw > 0)
+        fn(e, "%s        if (h < 0 || h >= %lld || w < 0 || w >= %lld)\n"
+              "%s            continue;\n",
+           indent, (long long)p->h, (long long)p->w, indent);
 }
 
 static void pool_outer(Emitter *e, const Pool *p)
