@@ -1331,20 +1331,6 @@ static bool emit_weights(Emitter *e, Buf *c, const char *path)
     return true;
 }
 
-static bool write_file(const char *path, const Buf *b)
-{
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        fprintf(stderr, "laminac: cannot write '%s': %s\n", path, strerror(errno));
-        return false;
-    }
-    bool ok = fwrite(b->s, 1, b->len, f) == b->len;
-    ok &= fclose(f) == 0;
-    if (!ok)
-        fprintf(stderr, "laminac: cannot write '%s': %s\n", path, strerror(errno));
-    return ok;
-}
-
 static void emit_header(Emitter *e, const EmitOptions *o, Buf *h)
 {
     const Graph *g = e->g;
@@ -1673,8 +1659,8 @@ bool emit_c(const Graph *g, const Plan *p, const EmitOptions *o, const char *dir
     emit_checkpoint(&e, &c);
 
     mkdir(dir, 0777); /* an existing directory is fine; fopen reports the rest */
-    bool ok = write_file(arena_printf(g->arena, "%s/%s.h", dir, P), &h) &&
-              write_file(arena_printf(g->arena, "%s/%s.c", dir, P), &c);
+    bool ok = write_text_file(arena_printf(g->arena, "%s/%s.h", dir, P), &h) &&
+              write_text_file(arena_printf(g->arena, "%s/%s.c", dir, P), &c);
     buf_free(&h);
     buf_free(&c);
     buf_free(&e.fn);

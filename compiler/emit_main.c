@@ -1264,20 +1264,6 @@ static const char commands_text[] =
     "    if (!strcmp(o.command, \"predict\"))\n        return cmd_predict(&o);\n"
     "    return draw_plot(o.metrics, o.plot, o.metrics) == 0 ? 0 : EXIT_BAD;\n}\n";
 
-static bool write_text(const char *path, const Buf *b)
-{
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        fprintf(stderr, "laminac: cannot write '%s': %s\n", path, strerror(errno));
-        return false;
-    }
-    bool ok = fwrite(b->s, 1, b->len, f) == b->len;
-    ok &= fclose(f) == 0;
-    if (!ok)
-        fprintf(stderr, "laminac: cannot write '%s': %s\n", path, strerror(errno));
-    return ok;
-}
-
 bool emit_main(const Graph *g, const Plan *p, const EmitOptions *o, const char *dir)
 {
     if (!p->training || !g->loss_node) {
@@ -1306,7 +1292,7 @@ bool emit_main(const Graph *g, const Plan *p, const EmitOptions *o, const char *
     put(&e, plot_text);
     put(&e, commands_text);
     char *path = arena_printf(g->arena, "%s/%s_main.c", dir, e.P);
-    bool ok = write_text(path, &e.b);
+    bool ok = write_text_file(path, &e.b);
     buf_free(&e.b);
     return ok;
 }

@@ -58,6 +58,8 @@ void buf_printf(Buf *b, const char *fmt, ...) LM_PRINTF(2, 3);
 void buf_vprintf(Buf *b, const char *fmt, va_list ap);
 void buf_puts(Buf *b, const char *s);
 void buf_free(Buf *b);
+/* Writes b to path; false after a message on stderr naming the file. */
+bool write_text_file(const char *path, const Buf *b);
 
 /* The length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
 int utf8_len(const unsigned char *s, size_t n);

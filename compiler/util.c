@@ -7,6 +7,7 @@
  */
 #include "lamina.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -230,4 +231,18 @@ int utf8_len(const unsigned char *s, size_t n)
         (s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] > 0x8f))
         return 0;
     return len;
+}
+
+bool write_text_file(const char *path, const Buf *b)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "laminac: cannot write '%s': %s\n", path, strerror(errno));
+        return false;
+    }
+    bool ok = fwrite(b->s ? b->s : "", 1, b->len, f) == b->len;
+    ok &= fclose(f) == 0;
+    if (!ok)
+        fprintf(stderr, "laminac: cannot write '%s': %s\n", path, strerror(errno));
+    return ok;
 }
