@@ -57,6 +57,16 @@ static void load_params(struct MODEL *m, const char *path)
         fail("load", err);
 }
 
+/* A fresh instance holding IN's parameters. */
+static struct MODEL *new_model(const char *in)
+{
+    struct MODEL *m = F(create)(U(SEED));
+    if (!m)
+        fail("create", "out of memory");
+    load_params(m, in);
+    return m;
+}
+
 /* The outputs, collected in order and written in one file at the end. */
 enum { MAX_OUT = 4 * U(NUM_TENSORS) + 16 };
 static lm_tensor outs[MAX_OUT];
@@ -100,10 +110,7 @@ static float loss_at(struct MODEL *m, const float *x, const target_t *t, int n)
 static int check(const char *in, const char *out, int n, int steps, int fd)
 {
     char err[512];
-    struct MODEL *m = F(create)(U(SEED));
-    if (!m)
-        fail("create", "out of memory");
-    load_params(m, in);
+    struct MODEL *m = new_model(in);
     float *x = xalloc((size_t)n * U(IN_SIZE));
     float *tf = xalloc((size_t)n * U(TARGET_SIZE));
     lm_tensor data[2] = {{"x", 2, {n, U(IN_SIZE)}, x}, {"target", 2, {n, U(TARGET_SIZE)}, tf}};
@@ -182,8 +189,7 @@ static int check(const char *in, const char *out, int n, int steps, int fd)
     put("fd.index", fi, nfd);
 
     /* STEPS optimizer steps from IN's parameters, with a fresh optimizer. */
-    struct MODEL *m2 = F(create)(U(SEED));
-    load_params(m2, in);
+    struct MODEL *m2 = new_model(in);
     float *sl = xalloc((size_t)steps);
     for (int s = 0; s < steps; s++)
         sl[s] = F(train_step)(m2, x, t, n);
@@ -205,10 +211,7 @@ static int check(const char *in, const char *out, int n, int steps, int fd)
 static int forward_only(const char *in, const char *out, int n)
 {
     char err[512];
-    struct MODEL *m = F(create)(U(SEED));
-    if (!m)
-        fail("create", "out of memory");
-    load_params(m, in);
+    struct MODEL *m = new_model(in);
     float *x = xalloc((size_t)n * U(IN_SIZE));
     lm_tensor data = {"x", 2, {n, U(IN_SIZE)}, x};
     if (lm_st_load(in, &data, 1, NULL, 0, LM_ST_ALLOW_EXTRA, err, sizeof err) != 0)
@@ -224,10 +227,7 @@ static int forward_only(const char *in, const char *out, int n)
 static int try_load(const char *ckpt, const char *in)
 {
     char err[512];
-    struct MODEL *m = F(create)(U(SEED));
-    if (!m)
-        fail("create", "out of memory");
-    load_params(m, in);
+    struct MODEL *m = new_model(in);
     size_t bytes = F(size)();
     unsigned char *before = malloc(bytes);
     if (!before)
