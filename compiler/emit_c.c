@@ -193,6 +193,8 @@ static void header(Emitter *e, const Node *n, const char *what, const char *form
     for (int i = 0; i < n->nin; i++)
         fn(e, "%s%s", i ? ", " : "", typed(e, n->in[i]));
     fn(e, " -> %s\n", typed(e, n->out));
+    if (n->note)
+        fn(e, " *   (%s)\n", n->note);
     fn(e, "%s */\n", formula);
 }
 
@@ -563,28 +565,67 @@ void emit_maxpool(Emitter *e, const Node *n)
     call(e, n, "s0, s1");
 }
 
+/* The first maximum of one window, without a branch (the comparisons of
+ * pre-activation data are a coin toss for the branch predictor): t is
+ * the window's element p*KW+q, arg the first t holding its maximum, and
+ * at (the input index of element t) is what the caller scatters to. */
+static void window_argmax(Emitter *e, const Pool *p, const char *indent)
+{
+    /* With padding, arg stays -1 when no element inside x beats -inf. */
+    fn(e, "%sfloat best = -INFINITY;\n"
+          "%sint arg = %d;\n", indent, indent, p->ph > 0 || p->pw > 0 ? -1 : 0);
+    window_loops(e, p, indent);
+    fn(e, "%s        const float v = x[in + h * %lld + w];\n"
+          "%s        arg = v > best ? p * %lld + q : arg;\n"
+          "%s        best = v > best ? v : best;\n"
+          "%s    }\n",
+       indent, (long long)p->w, indent, (long long)p->kw, indent, indent);
+}
+
 void emit_maxpool_dx(Emitter *e, const Node *n)
 {
     Pool p = pool_of(e, n);
+    /* Windows side by side (stride = kernel, no padding) cover each input
+     * element at most once: every window writes its elements, dy at the
+     * first maximum and 0 elsewhere, and only the elements no window
+     * covers (the last rows and columns when the size is not a multiple
+     * of the window) are cleared; no clearing pass, no accumulation. */
+    const bool tiled = p.sh == p.kh && p.sw == p.kw && p.ph == 0 && p.pw == 0;
     header(e, n, "gradient of maxpool",
-           " *   dx[s,c,h,w] = sum of dy[s,c,i,j] over the windows whose first maximum is x[s,c,h,w]\n");
+           tiled ? " *   dx[s,c,h,w] = dy[s,c,i,j] if x[s,c,h,w] is the first maximum of window (i,j), else 0\n"
+                   " *   (the windows do not overlap)\n"
+                 : " *   dx[s,c,h,w] = sum of dy[s,c,i,j] over the windows whose first maximum is x[s,c,h,w]\n");
     fn(e, "static void %s(const float *restrict dy, const float *restrict x,\n"
           "    float *restrict dx, int s0, int s1)\n{\n", fn_name(e, n));
-    fn(e, "    memset(dx + (size_t)s0 * %lld, 0, (size_t)(s1 - s0) * %lld * sizeof(float));\n",
-       (long long)(p.c * p.h * p.w), (long long)(p.c * p.h * p.w));
+    if (!tiled)
+        fn(e, "    memset(dx + (size_t)s0 * %lld, 0, (size_t)(s1 - s0) * %lld * sizeof(float));\n",
+           (long long)(p.c * p.h * p.w), (long long)(p.c * p.h * p.w));
     pool_outer(e, &p);
-    fn(e, "                    float best = -INFINITY;\n"
-          "                    size_t arg = in;\n");
-    window_loops(e, &p, "                    ");
-    fn(e, "                            if (x[in + h * %lld + w] > best) {\n"
-          "                                best = x[in + h * %lld + w];\n"
-          "                                arg = in + h * %lld + w;\n"
-          "                            }\n"
-          "                        }\n"
-          "                    dx[arg] += dy[out + i * %lld + j];\n"
-          "                }\n"
-          "        }\n}\n",
-       (long long)p.w, (long long)p.w, (long long)p.w, (long long)p.ow);
+    window_argmax(e, &p, "                    ");
+    fn(e, "                    const float g = dy[out + i * %lld + j];\n", (long long)p.ow);
+    if (tiled) {
+        window_loops(e, &p, "                    ");
+        fn(e, "                            dx[in + h * %lld + w] = p * %lld + q == arg ? g : 0.0f;\n"
+              "                        }\n"
+              "                }\n",
+           (long long)p.w, (long long)p.kw);
+        if (p.ow * p.kw < p.w)
+            fn(e, "            for (int h = 0; h < %lld; h++)\n"
+                  "                for (int w = %lld; w < %lld; w++)\n"
+                  "                    dx[in + h * %lld + w] = 0.0f;\n",
+               (long long)(p.oh * p.kh), (long long)(p.ow * p.kw), (long long)p.w, (long long)p.w);
+        if (p.oh * p.kh < p.h)
+            fn(e, "            memset(dx + in + %lld, 0, %lld * sizeof(float));\n",
+               (long long)(p.oh * p.kh * p.w), (long long)((p.h - p.oh * p.kh) * p.w));
+        fn(e, "        }\n}\n");
+    } else {
+        fn(e, "                    %sdx[in + (i * %lld - %lld + arg / %lld) * %lld + j * %lld - %lld + arg %% %lld] += g;\n"
+              "                }\n"
+              "        }\n}\n",
+           p.ph > 0 || p.pw > 0 ? "if (arg >= 0)\n                        " : "",
+           (long long)p.sh, (long long)p.ph, (long long)p.kw, (long long)p.w, (long long)p.sw,
+           (long long)p.pw, (long long)p.kw);
+    }
     call(e, n, "s0, s1");
 }
 

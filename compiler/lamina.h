@@ -341,7 +341,8 @@ struct Node {
     Tensor *out;
     Attrs attr;
     Loc loc;
-    int layer; /* the source layer (statement) this node belongs to */
+    int layer;        /* the source layer (statement) this node belongs to */
+    const char *note; /* why a rewrite put it here (rewrite.c), or NULL */
 };
 
 /* A source-level layer, for --summary and the emitter's comments. */
@@ -514,6 +515,12 @@ bool emit_main(const Graph *g, const Plan *p, const EmitOptions *o, const char *
 bool verify_c(const char *dir, const char *prefix, const char *runtime_include);
 /* Was laminac built with libclang (make LIBCLANG=1)? */
 bool verify_available(void);
+
+/* ---- rewrite.c ------------------------------------------------------------ */
+
+/* Exact rewrites of the forward nodes (a relu read only by a max pooling
+ * moves after it). Runs after --keep marked the layers that must stay. */
+void rewrite_forward(Graph *g);
 
 /* ---- grad.c --------------------------------------------------------------- */
 

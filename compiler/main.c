@@ -20,7 +20,7 @@ typedef enum Emit { EMIT_C, EMIT_IR, EMIT_IR_GRAD, EMIT_DOT, EMIT_PLAN, EMIT_NON
 typedef struct Options {
     const char *input, *output, *prefix;
     Emit emit;
-    bool summary, inference_only, input_grad, verify, program;
+    bool summary, inference_only, input_grad, verify, program, no_rewrite;
     const char *embed_weights;
     long batch, threads;
     const char *keep[8];
@@ -42,6 +42,8 @@ static void usage(FILE *f)
           "  --emit=ir-grad   the forward IR followed by the backward IR\n"
           "  --emit=dot       the forward graph for Graphviz (dot -Tsvg)\n"
           "  --emit=plan      the memory plan: every buffer's offset, size and lifetime\n"
+          "  --no-rewrite     compile the layers exactly as written (no relu moved after\n"
+          "                   a max pooling); for reading the IR against the source\n"
           "  --summary        layers, output shapes, parameters, FLOPs and bytes\n"
           "  --main           also write DIR/NAME_main.c, a program: train, eval, predict\n"
           "  --embed-weights CKPT  compile the checkpoint's parameters in as static const\n"
@@ -135,6 +137,8 @@ static int parse_args(int argc, char **argv, Options *o)
                 fputs("laminac: --threads needs a number from 1 to 64\n", stderr);
                 return 2;
             }
+        } else if (!strcmp(a, "--no-rewrite")) {
+            o->no_rewrite = true;
         } else if (!strcmp(a, "--input-grad")) {
             o->input_grad = true;
         } else if (!strcmp(a, "--verify")) {
@@ -196,10 +200,6 @@ int main(int argc, char **argv)
         arena_free(arena);
         return 1;
     }
-    if (g->loss && !o.inference_only) {
-        g->input->grad_wanted = o.input_grad;
-        grad_build(g);
-    }
     /* --keep: layer outputs that NAME_activation must find intact. */
     for (int k = 0; k < o.nkeep + (o.program ? 1 : 0); k++) {
         const char *want = k < o.nkeep ? o.keep[k] : "code";
@@ -214,6 +214,12 @@ int main(int argc, char **argv)
             arena_free(arena);
             return 2;
         }
+    }
+    if (!o.no_rewrite)
+        rewrite_forward(g);
+    if (g->loss && !o.inference_only) {
+        g->input->grad_wanted = o.input_grad;
+        grad_build(g);
     }
     Plan *plan = plan_build(g, !o.inference_only, o.embed_weights != NULL, (int)o.threads);
     FILE *out = stdout;

@@ -107,6 +107,8 @@ void print_ir(FILE *f, const Graph *g, bool with_grad)
             fprintf(f, "\n; %s (%s), line %d\n", ly->name, ly->kind, ly->loc.line);
             last_layer = nd->layer;
         }
+        if (nd->note)
+            fprintf(f, "; %s\n", nd->note);
         print_node(f, nd);
     }
     fputc('\n', f);

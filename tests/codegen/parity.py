@@ -42,7 +42,9 @@ def build(lam_text, work, extra_flags=(), cflags=("-O0",)):
     path = os.path.join(work, "model.lam")
     with open(path, "w") as f:
         f.write(lam_text)
-    ir_text = subprocess.run([LAMINAC, "--emit=ir", path], capture_output=True, text=True)
+    # The reference runs the model as written (--no-rewrite); the C is
+    # compiled with laminac's rewrites, so they are checked here too.
+    ir_text = subprocess.run([LAMINAC, "--emit=ir", "--no-rewrite", path], capture_output=True, text=True)
     if ir_text.returncode != 0:
         raise RuntimeError("laminac rejected the model:\n" + ir_text.stderr + lam_text)
     ir = IR(ir_text.stdout)

@@ -73,6 +73,8 @@ def gen_pool(op):
         layers = ["input x[%d, %d, %d]" % (c, h, w),
                   "%s p(%s, stride=%s, pad=%s)" % (op, ktxt, stxt, ptxt),
                   "flatten", "dense out(%d)" % r.randint(2, 5)]
+        if op == "maxpool" and r.random() < 0.5:
+            layers.insert(1, "relu")  # laminac moves it after the pooling (rewrite.c)
         return layers, "softmax_cross_entropy"
     return g
 

@@ -7,6 +7,9 @@
 #            reviewed by hand once: see tests/ir/README);
 #   dot      `laminac --emit=dot` is a graph Graphviz renders (dot -Tsvg);
 #   summary  `laminac --summary` succeeds and prints the parameter total.
+#   as written  `laminac --emit=ir --no-rewrite examples/cnn.lam` is
+#            tests/ir/cnn.as-written: the IR before rewrite.c moved the
+#            relus after the poolings (the golden of the layers as written).
 # Each example needs a golden, and each golden an example.
 # LAMINAC=path overrides the compiler (default: ./laminac).
 set -u
@@ -44,6 +47,13 @@ for lam in examples/*.lam tests/ir/*.lam; do
         head -n 20 "$err"
     fi
 done
+if "$laminac" --emit=ir --no-rewrite examples/cnn.lam >"$out" 2>"$err" &&
+   cmp -s tests/ir/cnn.as-written "$out"; then
+    ok "cnn ir --no-rewrite: the layers as written"
+else
+    bad "cnn ir --no-rewrite: differs from tests/ir/cnn.as-written"
+    diff -u tests/ir/cnn.as-written "$out" | head -n 40
+fi
 for golden in tests/ir/*.ir; do
     name=$(basename "$golden" .ir)
     [ -f "examples/$name.lam" ] || [ -f "tests/ir/$name.lam" ] || bad "$golden: no model $name.lam"
