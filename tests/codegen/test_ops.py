@@ -51,6 +51,8 @@ def pair(r, lo, hi):
 
 def gen_conv2d(r):
     c, h, w = image(r)
+    if r.random() < 0.35:  # windows of 64 or more: the weight gradient's im2row path
+        c, h, w = r.randint(8, 10), r.randint(5, 9), r.randint(5, 9)
     ktxt, (kh, kw) = pair(r, 1, min(4, h, w))
     stxt, _ = pair(r, 1, 3)
     if r.random() < 0.2 and kh % 2 and kw % 2:
