@@ -363,33 +363,57 @@ static void window_rows(Emitter *e, const Conv *c, const char *row_decl)
 
 static void emit_im2col(Emitter *e, const Conv *c)
 {
+    if (c->ph == 0 && c->pw == 0) {
+        fn(e, "\n/* Unfolds one sample x[%lld,%lld,%lld] into %lld rows of %lld columns, ld apart:\n"
+              " * row (c,p,q) holds x[c, i*%lld+p, j*%lld+q] for every output position (i,j). */\n",
+           (long long)c->c, (long long)c->h, (long long)c->w, (long long)c->rows, (long long)c->cols,
+           (long long)c->sh, (long long)c->sw);
+        fn(e, "static void im2col_%s(const float *restrict x, float *restrict col, int ld)\n{\n", c->name);
+        window_rows(e, c, "float *row");
+        fn(e, "                    float *out = row + i * %lld;\n"
+              "                    const float *in = x + (c * %lld + h) * %lld;\n"
+              "                    for (int j = j0; j < j1; j++)\n"
+              "                        out[j] = in[%s];\n"
+              "                }\n"
+              "            }\n}\n",
+           (long long)c->ow, (long long)c->h, (long long)c->w, index_expr(e, "j", (int)c->sw, 0, "q"));
+        return;
+    }
+    /* With padding, x is first copied into a zero-bordered image (after
+     * the columns in the scratch buffer, see plan_scratch_size): every
+     * window then lies inside it, and the copy loops have fixed bounds
+     * and no test. */
+    const int64_t hp = c->h + 2 * c->ph, wp = c->w + 2 * c->pw;
     fn(e, "\n/* Unfolds one sample x[%lld,%lld,%lld] into %lld rows of %lld columns, ld apart:\n"
           " * row (c,p,q) holds x[c, i*%lld-%lld+p, j*%lld-%lld+q] for every output\n"
-          " * position (i,j), 0 outside x. */\n",
+          " * position (i,j), 0 outside x. x is first copied into xp[%lld,%lld,%lld], x with a\n"
+          " * border of zeros, at col + %lld rows * ld. */\n",
        (long long)c->c, (long long)c->h, (long long)c->w, (long long)c->rows, (long long)c->cols,
-       (long long)c->sh, (long long)c->ph, (long long)c->sw, (long long)c->pw);
-    fn(e, "static void im2col_%s(const float *restrict x, float *restrict col, int ld)\n{\n", c->name);
-    window_rows(e, c, "float *row");
-    fn(e, "                    float *out = row + i * %lld;\n", (long long)c->ow);
-    if (c->ph > 0)
-        fn(e, "                    if (h < 0 || h >= %lld) {\n"
-              "                        memset(out, 0, %lld * sizeof(float));\n"
-              "                        continue;\n"
-              "                    }\n",
-           (long long)c->h, (long long)c->ow);
-    fn(e, "                    const float *in = x + (c * %lld + h) * %lld;\n",
+       (long long)c->sh, (long long)c->ph, (long long)c->sw, (long long)c->pw, (long long)c->c,
+       (long long)hp, (long long)wp, (long long)c->rows);
+    fn(e, "static void im2col_%s(const float *restrict x, float *restrict col, int ld)\n{\n"
+          "    float *restrict xp = col + (size_t)%lld * ld;\n"
+          "    memset(xp, 0, %lld * sizeof(float));\n"
+          "    for (int c = 0; c < %lld; c++)\n"
+          "        for (int h = 0; h < %lld; h++)\n"
+          "            for (int w = 0; w < %lld; w++)\n"
+          "                xp[(c * %lld + h + %lld) * %lld + w + %lld] = x[(c * %lld + h) * %lld + w];\n",
+       c->name, (long long)c->rows, (long long)(c->c * hp * wp), (long long)c->c, (long long)c->h,
+       (long long)c->w, (long long)hp, (long long)c->ph, (long long)wp, (long long)c->pw,
        (long long)c->h, (long long)c->w);
-    if (c->pw > 0)
-        fn(e, "                    for (int j = 0; j < j0; j++)\n"
-              "                        out[j] = 0.0f;\n");
-    fn(e, "                    for (int j = j0; j < j1; j++)\n"
-          "                        out[j] = in[%s];\n",
-       index_expr(e, "j", (int)c->sw, (int)c->pw, "q"));
-    if (c->pw > 0)
-        fn(e, "                    for (int j = j1; j < %lld; j++)\n"
-              "                        out[j] = 0.0f;\n", (long long)c->ow);
-    fn(e, "                }\n"
-          "            }\n}\n");
+    fn(e, "    for (int c = 0; c < %lld; c++)\n"
+          "        for (int p = 0; p < %lld; p++)\n"
+          "            for (int q = 0; q < %lld; q++) {\n"
+          "                float *row = col + (size_t)((c * %lld + p) * %lld + q) * ld;\n"
+          "                for (int i = 0; i < %lld; i++) {\n"
+          "                    const float *in = xp + (c * %lld + %s) * %lld;\n"
+          "                    for (int j = 0; j < %lld; j++)\n"
+          "                        row[i * %lld + j] = in[%s];\n"
+          "                }\n"
+          "            }\n}\n",
+       (long long)c->c, (long long)c->kh, (long long)c->kw, (long long)c->kh, (long long)c->kw,
+       (long long)c->oh, (long long)hp, index_expr(e, "i", (int)c->sh, 0, "p"), (long long)wp,
+       (long long)c->ow, (long long)c->ow, index_expr(e, "j", (int)c->sw, 0, "q"));
 }
 
 static void emit_col2im(Emitter *e, const Conv *c)
@@ -456,34 +480,37 @@ void emit_conv2d(Emitter *e, const Node *n)
 static void emit_im2row(Emitter *e, const Conv *c)
 {
     const bool padded = c->ph > 0 || c->pw > 0;
+    const int64_t hp = c->h + 2 * c->ph, wp = c->w + 2 * c->pw;
     fn(e, "\n/* Unfolds one sample x[%lld,%lld,%lld] into %lld rows of %lld, one row per output\n"
           " * position (i,j): element (c,p,q) is x[c, i*%lld-%lld+p, j*%lld-%lld+q]%s. */\n",
        (long long)c->c, (long long)c->h, (long long)c->w, (long long)c->cols, (long long)c->rows,
        (long long)c->sh, (long long)c->ph, (long long)c->sw, (long long)c->pw,
-       padded ? ", 0 outside x" : "");
-    fn(e, "static void im2row_%s(const float *restrict x, float *restrict rows)\n{\n"
-          "    for (int i = 0; i < %lld; i++)\n"
+       padded ? arena_printf(e->g->arena, ", 0 outside x\n * (read from xp[%lld,%lld,%lld], x with a border of zeros, after the rows)",
+                             (long long)c->c, (long long)hp, (long long)wp)
+              : "");
+    fn(e, "static void im2row_%s(const float *restrict x, float *restrict rows)\n{\n", c->name);
+    if (padded)
+        fn(e, "    float *restrict xp = rows + %lld;\n"
+              "    memset(xp, 0, %lld * sizeof(float));\n"
+              "    for (int c = 0; c < %lld; c++)\n"
+              "        for (int h = 0; h < %lld; h++)\n"
+              "            for (int w = 0; w < %lld; w++)\n"
+              "                xp[(c * %lld + h + %lld) * %lld + w + %lld] = x[(c * %lld + h) * %lld + w];\n",
+           (long long)(c->rows * c->cols), (long long)(c->c * hp * wp), (long long)c->c,
+           (long long)c->h, (long long)c->w, (long long)hp, (long long)c->ph, (long long)wp,
+           (long long)c->pw, (long long)c->h, (long long)c->w);
+    fn(e, "    for (int i = 0; i < %lld; i++)\n"
           "        for (int j = 0; j < %lld; j++) {\n"
           "            float *row = rows + (size_t)(i * %lld + j) * %lld;\n"
           "            for (int c = 0; c < %lld; c++)\n"
-          "                for (int p = 0; p < %lld; p++) {\n"
-          "                    const int h = %s;\n"
-          "                    for (int q = 0; q < %lld; q++) {\n"
-          "                        const int w = %s;\n",
-       c->name, (long long)c->oh, (long long)c->ow, (long long)c->ow, (long long)c->rows,
-       (long long)c->c, (long long)c->kh, index_expr(e, "i", (int)c->sh, (int)c->ph, "p"),
-       (long long)c->kw, index_expr(e, "j", (int)c->sw, (int)c->pw, "q"));
-    if (padded)
-        fn(e, "                        row[(c * %lld + p) * %lld + q] =\n"
-              "                            h >= 0 && h < %lld && w >= 0 && w < %lld ? x[(c * %lld + h) * %lld + w] : 0.0f;\n",
-           (long long)c->kh, (long long)c->kw, (long long)c->h, (long long)c->w, (long long)c->h,
-           (long long)c->w);
-    else
-        fn(e, "                        row[(c * %lld + p) * %lld + q] = x[(c * %lld + h) * %lld + w];\n",
-           (long long)c->kh, (long long)c->kw, (long long)c->h, (long long)c->w);
-    fn(e, "                    }\n"
-          "                }\n"
-          "        }\n}\n");
+          "                for (int p = 0; p < %lld; p++)\n"
+          "                    for (int q = 0; q < %lld; q++)\n"
+          "                        row[(c * %lld + p) * %lld + q] = %s[(c * %lld + %s) * %lld + %s];\n"
+          "        }\n}\n",
+       (long long)c->oh, (long long)c->ow, (long long)c->ow, (long long)c->rows, (long long)c->c,
+       (long long)c->kh, (long long)c->kw, (long long)c->kh, (long long)c->kw, padded ? "xp" : "x",
+       (long long)(padded ? hp : c->h), index_expr(e, "i", (int)c->sh, 0, "p"),
+       (long long)(padded ? wp : c->w), index_expr(e, "j", (int)c->sw, 0, "q"));
 }
 
 void emit_conv2d_dw(Emitter *e, const Node *n)

@@ -54,7 +54,12 @@ int64_t plan_scratch_size(const Node *n)
         return 0;
     }
     int64_t rows = x->shape.dim[1] * n->attr.kernel[0] * n->attr.kernel[1];
-    return rows * y->shape.dim[2] * y->shape.dim[3];
+    int64_t cols = rows * y->shape.dim[2] * y->shape.dim[3];
+    /* With padding, im2col also holds one sample's zero-bordered copy. */
+    bool padded = n->attr.pad[0] > 0 || n->attr.pad[1] > 0;
+    if (padded && n->op != OP_CONV2D_DX)
+        cols += x->shape.dim[1] * (x->shape.dim[2] + 2 * n->attr.pad[0]) * (x->shape.dim[3] + 2 * n->attr.pad[1]);
+    return cols;
 }
 
 /* Is t a view of another tensor? Returns the tensor it views, or NULL. */
