@@ -686,14 +686,25 @@ void emit_maxpool_dx(Emitter *e, const Node *n)
         fn(e, "    memset(dx + (size_t)s0 * %lld, 0, (size_t)(s1 - s0) * %lld * sizeof(float));\n",
            (long long)(p.c * p.h * p.w), (long long)(p.c * p.h * p.w));
     pool_outer(e, &p);
-    window_argmax(e, &p, "                    ");
-    fn(e, "                    const float g = dy[out + i * %lld + j];\n", (long long)p.ow);
     if (tiled) {
+        /* The maximum first, then each element's share: 1 for the first
+         * element equal to it, 0 for the others; comparisons turned into
+         * 0/1 factors, so the compiler has no branch to mispredict. */
+        fn(e, "                    float best = -INFINITY;\n");
         window_loops(e, &p, "                    ");
-        fn(e, "                            dx[in + h * %lld + w] = p * %lld + q == arg ? g : 0.0f;\n"
+        fn(e, "                            const float v = x[in + h * %lld + w];\n"
+              "                            best = v > best ? v : best;\n"
+              "                        }\n"
+              "                    const float g = dy[out + i * %lld + j];\n"
+              "                    float left = 1.0f; /* until the first maximum */\n",
+           (long long)p.w, (long long)p.ow);
+        window_loops(e, &p, "                    ");
+        fn(e, "                            const float hit = left * (float)(x[in + h * %lld + w] == best);\n"
+              "                            dx[in + h * %lld + w] = g * hit;\n"
+              "                            left -= hit;\n"
               "                        }\n"
               "                }\n",
-           (long long)p.w, (long long)p.kw);
+           (long long)p.w, (long long)p.w);
         if (p.ow * p.kw < p.w)
             fn(e, "            for (int h = 0; h < %lld; h++)\n"
                   "                for (int w = %lld; w < %lld; w++)\n"
@@ -704,6 +715,8 @@ void emit_maxpool_dx(Emitter *e, const Node *n)
                (long long)(p.oh * p.kh * p.w), (long long)((p.h - p.oh * p.kh) * p.w));
         fn(e, "        }\n}\n");
     } else {
+        window_argmax(e, &p, "                    ");
+        fn(e, "                    const float g = dy[out + i * %lld + j];\n", (long long)p.ow);
         fn(e, "                    %sdx[in + (i * %lld - %lld + arg / %lld) * %lld + j * %lld - %lld + arg %% %lld] += g;\n"
               "                }\n"
               "        }\n}\n",
