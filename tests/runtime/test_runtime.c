@@ -256,6 +256,20 @@ static void test_gemm(void)
                     }
     CHECK(bad == 0, "sgemm vs triple loop: %d of %d cases wrong", bad, total);
 
+    /* A few rows times a large transposed B (gemm.c's streaming path for
+     * a small batch through a big dense layer), against the same loop. */
+    bad = total = 0;
+    for (im = 2; im <= 9; im++) {
+        static const float ab[][2] = {{1.0f, 0.0f}, {0.5f, 1.0f}, {-2.0f, 0.25f}};
+        int v = im % 3;
+        total++;
+        if (!gemm_case(0, 1, im, 300 + im, 1000 - im, ab[v][0], ab[v][1], im % 2 ? 3 : 0, 0, &seed)) {
+            bad++;
+            fprintf(stderr, "  gemm few rows m=%d wrong\n", im);
+        }
+    }
+    CHECK(bad == 0, "sgemm, a few rows times a large B^T: %d of %d cases wrong", bad, total);
+
     /* alpha, beta, padded leading dimensions, sizes past the blocking. */
     for (ta = 0; ta < 2; ta++) {
         for (tb = 0; tb < 2; tb++) {
