@@ -16,7 +16,9 @@
  *   bench info                                           the BLAS and the model
  *
  * Each measurement prints one line of JSON on stdout (train also prints a
- * "memory" line: the instance's resident size against NAME_size()).
+ * "memory" line: the instance's resident size against NAME_size();
+ * latency a "weights" line: the time to read the parameters once, the
+ * floor under a forward pass).
  * Fields common to every line: impl, model, measure, threads, batch,
  * value, unit; rep and phase are copied from the environment variables
  * BENCH_REP and BENCH_PHASE when set, so that bench/report.py can pair
@@ -209,6 +211,46 @@ static void run_forward(struct MODEL *m, void *arg)
     F(forward)(m, a->x, a->n, a->y);
 }
 
+/* The floor under batch-1 latency: reading the instance's parameters
+ * once, as a forward pass must, with nothing else to do (a vectorised sum,
+ * hot in cache as in the latency loop; the median of many). Printed as a
+ * "weights" line after the latency one. */
+/* A sum over n floats (n a multiple of 64) with 64 running sums: as fast
+ * as the floats can be read. Kept out of line so that each call is one
+ * read of the array. */
+static __attribute__((noinline)) float read_all(const float *p, size_t n)
+{
+    float acc[64] = {0.0f}, sum = 0.0f;
+    for (size_t i = 0; i < n; i += 64)
+        for (int j = 0; j < 64; j++)
+            acc[j] += p[i + j];
+    for (int j = 0; j < 64; j++)
+        sum += acc[j];
+    return sum;
+}
+
+static void weights_floor(struct MODEL *m)
+{
+    const float *p = F(params)(m);
+    const size_t n = U(NUM_PARAMS) - U(NUM_PARAMS) % 64;
+    enum { REPS = 301 };
+    static double t[REPS];
+    float sum = 0.0f;
+    double total = 0.0;
+    int r = 0;
+    for (; r < REPS && (r < 5 || total < 0.25); r++) { /* AlexNet: 5 reads of 250 MB */
+        double t0 = lm_now();
+        sum += read_all(p, n);
+        t[r] = lm_now() - t0;
+        total += t[r];
+    }
+    qsort(t, (size_t)r, sizeof t[0], cmp_double);
+    head("weights", 1);
+    printf(",\"value\":%.6g,\"unit\":\"us\",\"bytes\":%zu,\"GB_per_s\":%.4g,\"sum\":%.6g}\n",
+           t[r / 2] * 1e6, n * sizeof(float), (double)(n * sizeof(float)) / t[r / 2] * 1e-9,
+           (double)sum);
+}
+
 static int forward_bench(int latency, double seconds, double warmup)
 {
     int n = latency ? 1 : U(BATCH);
@@ -238,6 +280,7 @@ static int forward_bench(int latency, double seconds, double warmup)
                "\"mean_us\":%.6g,\"calls\":%ld,\"seconds\":%.4g,\"output_sum\":%.6g}\n",
                med * 1e6, times[0] * 1e6, times[(long)(0.9 * (double)(k - 1))] * 1e6,
                elapsed / (double)calls * 1e6, calls, elapsed, (double)check);
+        weights_floor(m);
     } else {
         head("throughput", n);
         printf(",\"value\":%.6g,\"unit\":\"samples/s\",\"calls\":%ld,\"seconds\":%.4g,"

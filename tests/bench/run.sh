@@ -125,7 +125,7 @@ for m in mlp lenet5 cnn alexnet; do
             t=${tc%%:*} c=${tc#*:}
             case $v in
             train*) run "$m train, $t thread(s), $c" $m "${m}_$v" train "$t" 64 "$c" memory ;;
-            inf1) run "$m latency, $t thread(s), $c" $m "${m}_$v" latency "$t" 1 "$c" ;;
+            inf1) run "$m latency, $t thread(s), $c" $m "${m}_$v" latency "$t" 1 "$c" weights ;;
             inf64*) run "$m throughput, $t thread(s), $c" $m "${m}_$v" throughput "$t" 64 "$c" ;;
             inf4) run "$m throughput, $t thread(s), $c" $m "${m}_$v" throughput "$t" 4 "$c" ;;
             esac
