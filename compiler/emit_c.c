@@ -1249,6 +1249,10 @@ static void emit_optimizer(Emitter *e, Buf *c)
 {
     const TrainCfg *t = &e->g->train;
     long long np = (long long)e->p->nparams;
+    /* Built for threads (laminac --threads), each thread updates a slice. */
+    const char *par = e->p->threads > 1
+                          ? "#ifdef _OPENMP\n#pragma omp parallel for num_threads(m->threads) schedule(static) if (m->threads > 1)\n#endif\n"
+                          : "";
     if (t->opt == OPT_SGD) {
         buf_printf(c, "/*\n * SGD as torch.optim.SGD: for every parameter p with gradient g,\n"
                       " *   d = g + weight_decay p\n");
@@ -1263,8 +1267,9 @@ static void emit_optimizer(Emitter *e, Buf *c)
         if (t->momentum > 0)
             buf_printf(c, "    float *restrict buf = MOMENTUM;\n");
         buf_printf(c, "    const float lr = m->lr;\n"
+                      "%s"
                       "    for (size_t i = 0; i < %lld; i++) {\n"
-                      "        float d = g[i]%s;\n", np,
+                      "        float d = g[i]%s;\n", par, np,
                    t->weight_decay > 0 ? arena_printf(e->g->arena, " + %s * p[i]", flit(e, t->weight_decay)) : "");
         if (t->momentum > 0) {
             buf_printf(c, "        buf[i] = %s * buf[i] + d;\n", flit(e, t->momentum));
@@ -1288,13 +1293,14 @@ static void emit_optimizer(Emitter *e, Buf *c)
         buf_printf(c, "    const double t = (double)(m->step + 1);\n"
                       "    const float step_size = (float)(m->lr / (1.0 - pow(%.17g, t)));\n"
                       "    const float bc2_sqrt = (float)sqrt(1.0 - pow(%.17g, t));\n"
+                      "%s"
                       "    for (size_t i = 0; i < %lld; i++) {\n"
                       "        float d = g[i]%s;\n"
                       "        mo[i] = %s * mo[i] + %s * d;\n"
                       "        v[i] = %s * v[i] + %s * d * d;\n"
                       "        p[i] -= step_size * mo[i] / (sqrtf(v[i]) / bc2_sqrt + %s);\n"
                       "    }\n    m->step++;\n}\n\n",
-                   t->beta1, t->beta2, np,
+                   t->beta1, t->beta2, par, np,
                    t->weight_decay > 0 ? arena_printf(e->g->arena, " + %s * p[i]", flit(e, t->weight_decay)) : "",
                    flit(e, t->beta1), flit(e, 1 - t->beta1), flit(e, t->beta2), flit(e, 1 - t->beta2),
                    flit(e, t->eps));
@@ -1760,12 +1766,19 @@ bool emit_c(const Graph *g, const Plan *p, const EmitOptions *o, const char *dir
                        "#ifdef _OPENMP\n#pragma omp parallel for num_threads(parts) schedule(static, 1)\n#endif\n"
                        "    for (int part = 0; part < parts; part++)\n"
                        "        backward_part(m, x, target, n * part / parts, n * (part + 1) / parts, n, part);\n"
-                       "    /* the parts' parameter gradients, summed into the model's in a fixed order */\n"
+                       "    /* the parts' parameter gradients, summed into the model's in a fixed order\n"
+                       "     * (part 0 + part 1 + ...), each thread a slice of the parameters */\n"
                        "    float *restrict g = mem + %lld;\n"
-                       "    for (int part = 1; part < parts; part++)\n"
-                       "        for (size_t i = 0; i < %s_NUM_PARAMS; i++)\n"
-                       "            g[i] += g[(size_t)part * %lld + i];\n}\n\n",
-                   P, P, tt, U, resolve, (long long)goff, U, (long long)p->grad_stride);
+                       "%s"
+                       "    for (size_t i = 0; i < %s_NUM_PARAMS; i++) {\n"
+                       "        float sum = g[i];\n"
+                       "        for (int part = 1; part < parts; part++)\n"
+                       "            sum += g[(size_t)part * %lld + i];\n"
+                       "        g[i] = sum;\n"
+                       "    }\n}\n\n",
+                   P, P, tt, U, resolve, (long long)goff,
+                   p->threads > 1 ? "#ifdef _OPENMP\n#pragma omp parallel for num_threads(parts) schedule(static) if (parts > 1)\n#endif\n" : "",
+                   U, (long long)p->grad_stride);
         buf_printf(&c, "void %s_zero_grad(struct %s *m)\n{\n"
                        "    memset(m->mem + %lld, 0, %s_NUM_PARAMS * sizeof(float));\n}\n\n"
                        "void %s_update(struct %s *m)\n{\n    optimizer_step(m);\n}\n\n",
