@@ -1769,6 +1769,8 @@ bool emit_c(const Graph *g, const Plan *p, const EmitOptions *o, const char *dir
                        "    /* the parts' parameter gradients, summed into the model's in a fixed order\n"
                        "     * (part 0 + part 1 + ...), each thread a slice of the parameters */\n"
                        "    float *restrict g = mem + %lld;\n"
+                       "    if (parts == 1)\n"
+                       "        return;\n"
                        "%s"
                        "    for (size_t i = 0; i < %s_NUM_PARAMS; i++) {\n"
                        "        float sum = g[i];\n"
@@ -1777,7 +1779,7 @@ bool emit_c(const Graph *g, const Plan *p, const EmitOptions *o, const char *dir
                        "        g[i] = sum;\n"
                        "    }\n}\n\n",
                    P, P, tt, U, resolve, (long long)goff,
-                   p->threads > 1 ? "#ifdef _OPENMP\n#pragma omp parallel for num_threads(parts) schedule(static) if (parts > 1)\n#endif\n" : "",
+                   p->threads > 1 ? "#ifdef _OPENMP\n#pragma omp parallel for num_threads(parts) schedule(static)\n#endif\n" : "",
                    U, (long long)p->grad_stride);
         buf_printf(&c, "void %s_zero_grad(struct %s *m)\n{\n"
                        "    memset(m->mem + %lld, 0, %s_NUM_PARAMS * sizeof(float));\n}\n\n"
