@@ -1101,7 +1101,8 @@ static void emit_math(const Emitter *e, Buf *c)
 {
     if (!e->need_tanh && !e->need_sigmoid)
         return;
-    buf_puts(c, "/* exp(x) = 2^n exp(r), n = round(x / ln 2), r = x - n ln 2 in [-ln2/2, ln2/2]:\n"
+    if (e->need_sigmoid)
+        buf_puts(c, "/* exp(x) = 2^n exp(r), n = round(x / ln 2), r = x - n ln 2 in [-ln2/2, ln2/2]:\n"
                 " * exp(r) by its Taylor series to r^6 (the next term is below 2^-24), 2^n\n"
                 " * by writing n into a float's exponent bits. n is rounded by adding\n"
                 " * 1.5 * 2^23, which leaves it in the low bits of t; ln 2 is split in a\n"
@@ -1113,23 +1114,35 @@ static void emit_math(const Emitter *e, Buf *c)
                 "    const float r = x - n * 0.693145752f - n * 1.42860677e-6f;\n"
                 "    const float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.66666667e-1f + r * (4.16666667e-2f\n"
                 "                    + r * (8.33333333e-3f + r * 1.38888889e-3f)))));\n"
-                "    int32_t bits;\n"
+                "    uint32_t bits; /* unsigned: wraps, defined, even for a NaN x */\n"
                 "    memcpy(&bits, &t, sizeof bits);\n"
-                "    bits = (bits - 0x4B400000 + 127) * (1 << 23); /* 2^n */\n"
+                "    bits = (bits - 0x4B400000u + 127u) << 23; /* 2^n */\n"
                 "    float scale;\n"
                 "    memcpy(&scale, &bits, sizeof scale);\n"
                 "    return p * scale;\n}\n\n");
     if (e->need_tanh)
-        buf_puts(c, "/* tanh(x) = sign(x) (1 - 2 / (exp(2|x|) + 1)), and for |x| < 0.55, where\n"
-                    " * that would cancel, its Taylor series to x^15. */\n"
+        buf_puts(c, "/* tanh(x) = sign(x) e / (e + 2) with e = exp(a) - 1, a = 2|x| (clamped at 18,\n"
+                    " * where tanh is 1 in float): e = 2^n (1 + p) - 1, n = round(a / ln 2) (adding\n"
+                    " * 1.5 * 2^23 leaves it in t's low bits), r = a - n ln 2 (ln 2 in a high part\n"
+                    " * with trailing zero bits and a low part, so n ln 2 is exact), p = exp(r) - 1\n"
+                    " * by its Taylor series to r^7, 2^n written into a float's exponent bits. Near\n"
+                    " * 0 (n = 0) e is p itself, so nothing cancels; one division does the rest. */\n"
                     "static inline float tanh_approx(float x)\n{\n"
-                    "    const float a = fabsf(x), x2 = x * x;\n"
-                    "    const float small = x * (1.0f + x2 * (-0.333333333f + x2 * (0.133333333f\n"
-                    "        + x2 * (-0.0539682540f + x2 * (0.0218694885f + x2 * (-0.00886323552f\n"
-                    "        + x2 * (0.00359212803f + x2 * -0.00145583438f)))))));\n"
-                    "    float big = 1.0f - 2.0f / (exp_approx(2.0f * a) + 1.0f);\n"
-                    "    big = x < 0.0f ? -big : big;\n"
-                    "    return a < 0.55f ? small : big;\n}\n\n");
+                    "    float a = 2.0f * fabsf(x);\n"
+                    "    a = a > 18.0f ? 18.0f : a;\n"
+                    "    const float t = a * 1.44269504f + 12582912.0f;\n"
+                    "    const float n = t - 12582912.0f;\n"
+                    "    const float r = a - n * 0.693145752f - n * 1.42860677e-6f;\n"
+                    "    const float p = r * (1.0f + r * (0.5f + r * (1.66666667e-1f + r * (4.16666667e-2f\n"
+                    "                    + r * (8.33333333e-3f + r * (1.38888889e-3f + r * 1.98412698e-4f))))));\n"
+                    "    uint32_t bits;\n"
+                    "    memcpy(&bits, &t, sizeof bits);\n"
+                    "    bits = (bits - 0x4B400000u + 127u) << 23; /* 2^n */\n"
+                    "    float scale;\n"
+                    "    memcpy(&scale, &bits, sizeof scale);\n"
+                    "    const float e = scale * p + (scale - 1.0f);\n"
+                    "    const float y = e / (e + 2.0f);\n"
+                    "    return x < 0.0f ? -y : y;\n}\n\n");
     if (e->need_sigmoid)
         buf_puts(c, "/* The logistic function 1 / (1 + exp(-x)); exp_approx's clamp keeps it\n"
                     " * finite for every x. */\n"
