@@ -125,7 +125,18 @@ def contention(facts, peaks, end_peaks):
         cores = int(facts.get("cores", "0"))
     except ValueError:
         load, cores = 0.0, 0
-    if load > 0.5:
+    try:  # CPU seconds others used during the run, steal, run seconds (run.sh)
+        others, steal, secs = (float(v) for v in facts["cpu_others"].split())
+    except (KeyError, ValueError):
+        others = steal = secs = None
+    if secs:
+        # Measured: the share of one core that other processes (and, as steal,
+        # other guests) took while the run went on.
+        if (others + steal) / secs > 0.05:
+            said.append("other processes took %.0f%% of a core over the run (%.0f s of CPU, "
+                        "%.0f s of it stolen by the hypervisor)" % (
+                            100 * (others + steal) / secs, others + steal, steal))
+    elif load > 0.5:
         said.append("the load average was %.1f when the run started" % load)
     for when, p in (("at the start", peaks), ("at the end", end_peaks)):
         if 1 in p and 2 in p and cores >= 2 and p[2]["value"] < 1.6 * p[1]["value"]:
@@ -425,6 +436,10 @@ def table(lines, outdir):
                        ("duration", "run time")):
         if key in facts:
             w("- %s: %s" % (label, facts[key]))
+    if "cpu_others" in facts:
+        o, st, secs = facts["cpu_others"].split()
+        w("- CPU time others used during the run (the machine's busy time minus the run's; "
+          "steal: taken by the hypervisor): %s s, steal %s s, over %s s" % (o, st, secs))
     w("")
     text = "\n".join(out)
     print(text)

@@ -80,6 +80,12 @@ RAW=$OUT/raw.jsonl
 T0=$(date +%s)
 failed=0
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+# CPU time of the whole machine (busy: user nice system irq softirq; steal:
+# taken by the hypervisor for other guests), in clock ticks, to tell at the
+# end how much of it was not this run's (the load average is no guide on
+# these virtual machines: idle kernel threads keep it near 1).
+cpu_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $9 }' /proc/stat; }
+CPU0=$(cpu_ticks)
 
 fact() { # fact KEY VALUE: a line of RAW describing the run
     $PY -c 'import json, sys; print(json.dumps({"impl": "fact", "key": sys.argv[1], "value": sys.argv[2]}))' \
@@ -287,6 +293,16 @@ for t in $THREADS; do
 done
 T1=$(date +%s)
 fact duration "$(((T1 - T0) / 60)) min $(((T1 - T0) % 60)) s"
+# Others' share: the machine's busy time minus this script's children's
+# (bash's `times`: user and system time of the waited-for children).
+CPU1=$(cpu_ticks)
+times >"$OUT/times.txt" # not in a pipeline: that would be a subshell's times
+fact cpu_others "$(tail -n 1 "$OUT/times.txt" | awk -v a="$CPU0" -v b="$CPU1" -v hz="$(getconf CLK_TCK)" -v s="$((T1 - T0))" '
+    function sec(t) { split(t, x, "m"); sub("s", "", x[2]); return x[1] * 60 + x[2] }
+    { split(a, p, " "); split(b, q, " ");
+      others = (q[1] - p[1]) / hz - sec($1) - sec($2); steal = (q[2] - p[2]) / hz;
+      if (others < 0) others = 0;
+      printf "%.1f %.1f %d", others, steal, s }')"
 echo
 $PY bench/report.py table "$RAW" "$DEST"
 echo
