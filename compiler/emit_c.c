@@ -361,6 +361,21 @@ static void window_rows(Emitter *e, const Conv *c, const char *row_decl)
        (long long)c->oh, index_expr(e, "i", (int)c->sh, (int)c->ph, "p"));
 }
 
+/* The statements that copy sample x into xp (declared from `at`), x with a
+ * border of zeros: every window of a padded convolution lies inside xp. */
+static void emit_pad_copy(Emitter *e, const Conv *c, const char *at)
+{
+    const int64_t hp = c->h + 2 * c->ph, wp = c->w + 2 * c->pw;
+    fn(e, "    float *restrict xp = %s;\n"
+          "    memset(xp, 0, %lld * sizeof(float));\n"
+          "    for (int c = 0; c < %lld; c++)\n"
+          "        for (int h = 0; h < %lld; h++)\n"
+          "            for (int w = 0; w < %lld; w++)\n"
+          "                xp[(c * %lld + h + %lld) * %lld + w + %lld] = x[(c * %lld + h) * %lld + w];\n",
+       at, (long long)(c->c * hp * wp), (long long)c->c, (long long)c->h, (long long)c->w, (long long)hp,
+       (long long)c->ph, (long long)wp, (long long)c->pw, (long long)c->h, (long long)c->w);
+}
+
 static void emit_im2col(Emitter *e, const Conv *c)
 {
     if (c->ph == 0 && c->pw == 0) {
@@ -391,16 +406,8 @@ static void emit_im2col(Emitter *e, const Conv *c)
        (long long)c->c, (long long)c->h, (long long)c->w, (long long)c->rows, (long long)c->cols,
        (long long)c->sh, (long long)c->ph, (long long)c->sw, (long long)c->pw, (long long)c->c,
        (long long)hp, (long long)wp, (long long)c->rows);
-    fn(e, "static void im2col_%s(const float *restrict x, float *restrict col, int ld)\n{\n"
-          "    float *restrict xp = col + (size_t)%lld * ld;\n"
-          "    memset(xp, 0, %lld * sizeof(float));\n"
-          "    for (int c = 0; c < %lld; c++)\n"
-          "        for (int h = 0; h < %lld; h++)\n"
-          "            for (int w = 0; w < %lld; w++)\n"
-          "                xp[(c * %lld + h + %lld) * %lld + w + %lld] = x[(c * %lld + h) * %lld + w];\n",
-       c->name, (long long)c->rows, (long long)(c->c * hp * wp), (long long)c->c, (long long)c->h,
-       (long long)c->w, (long long)hp, (long long)c->ph, (long long)wp, (long long)c->pw,
-       (long long)c->h, (long long)c->w);
+    fn(e, "static void im2col_%s(const float *restrict x, float *restrict col, int ld)\n{\n", c->name);
+    emit_pad_copy(e, c, arena_printf(e->g->arena, "col + (size_t)%lld * ld", (long long)c->rows));
     fn(e, "    for (int c = 0; c < %lld; c++)\n"
           "        for (int p = 0; p < %lld; p++)\n"
           "            for (int q = 0; q < %lld; q++) {\n"
@@ -490,15 +497,7 @@ static void emit_im2row(Emitter *e, const Conv *c)
               : "");
     fn(e, "static void im2row_%s(const float *restrict x, float *restrict rows)\n{\n", c->name);
     if (padded)
-        fn(e, "    float *restrict xp = rows + %lld;\n"
-              "    memset(xp, 0, %lld * sizeof(float));\n"
-              "    for (int c = 0; c < %lld; c++)\n"
-              "        for (int h = 0; h < %lld; h++)\n"
-              "            for (int w = 0; w < %lld; w++)\n"
-              "                xp[(c * %lld + h + %lld) * %lld + w + %lld] = x[(c * %lld + h) * %lld + w];\n",
-           (long long)(c->rows * c->cols), (long long)(c->c * hp * wp), (long long)c->c,
-           (long long)c->h, (long long)c->w, (long long)hp, (long long)c->ph, (long long)wp,
-           (long long)c->pw, (long long)c->h, (long long)c->w);
+        emit_pad_copy(e, c, arena_printf(e->g->arena, "rows + %lld", (long long)(c->rows * c->cols)));
     fn(e, "    for (int i = 0; i < %lld; i++)\n"
           "        for (int j = 0; j < %lld; j++) {\n"
           "            float *row = rows + (size_t)(i * %lld + j) * %lld;\n"
