@@ -688,7 +688,10 @@ void emit_maxpool_dx(Emitter *e, const Node *n)
     if (tiled) {
         /* The maximum first, then each element's share: 1 for the first
          * element equal to it, 0 for the others; comparisons turned into
-         * 0/1 factors, so the compiler has no branch to mispredict. */
+         * 0/1 factors, so the compiler has no branch to mispredict. (A
+         * non-finite dy would also reach the other elements, as inf * 0 =
+         * NaN; a select instead of the product measured slower, and such a
+         * gradient has already ruined the step.) */
         fn(e, "                    float best = -INFINITY;\n");
         window_loops(e, &p, "                    ");
         fn(e, "                            const float v = x[in + h * %lld + w];\n"
