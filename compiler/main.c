@@ -69,6 +69,21 @@ static void usage(FILE *f)
           f);
 }
 
+/* The number after option argv[*i], from 1 to max, into *out (and *i past
+ * it); false, with a message naming the option, when it is missing or out
+ * of range. */
+static bool number_arg(int argc, char **argv, int *i, long max, long *out)
+{
+    const char *opt = argv[*i];
+    char *end = NULL;
+    *out = ++*i < argc ? strtol(argv[*i], &end, 10) : 0;
+    if (!end || *end || *out < 1 || *out > max) {
+        fprintf(stderr, "laminac: %s needs a number from 1 to %ld\n", opt, max);
+        return false;
+    }
+    return true;
+}
+
 static bool valid_prefix(const char *s)
 {
     if (!(*s == '_' || (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z')))
@@ -118,12 +133,8 @@ static int parse_args(int argc, char **argv, Options *o)
         } else if (!strcmp(a, "--summary")) {
             o->summary = true;
         } else if (!strcmp(a, "--batch")) {
-            char *end = NULL;
-            o->batch = ++i < argc ? strtol(argv[i], &end, 10) : 0;
-            if (!end || *end || o->batch < 1 || o->batch > 65536) {
-                fputs("laminac: --batch needs a number from 1 to 65536\n", stderr);
+            if (!number_arg(argc, argv, &i, 65536, &o->batch))
                 return 2;
-            }
         } else if (!strcmp(a, "--keep")) {
             if (++i == argc || o->nkeep == 8) {
                 fputs("laminac: --keep needs a layer name (at most 8 of them)\n", stderr);
@@ -131,12 +142,8 @@ static int parse_args(int argc, char **argv, Options *o)
             }
             o->keep[o->nkeep++] = argv[i];
         } else if (!strcmp(a, "--threads")) {
-            char *end = NULL;
-            o->threads = ++i < argc ? strtol(argv[i], &end, 10) : 0;
-            if (!end || *end || o->threads < 1 || o->threads > 64) {
-                fputs("laminac: --threads needs a number from 1 to 64\n", stderr);
+            if (!number_arg(argc, argv, &i, 64, &o->threads))
                 return 2;
-            }
         } else if (!strcmp(a, "--no-rewrite")) {
             o->no_rewrite = true;
         } else if (!strcmp(a, "--input-grad")) {
