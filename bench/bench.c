@@ -292,11 +292,8 @@ static int forward_bench(int latency, double seconds, double warmup)
 }
 
 #if U(TRAINING)
-#if U(LABELS)
-typedef int32_t target_t;
-#else
-typedef float target_t;
-#endif
+/* The model's target type (labels or floats), as its header declares it. */
+typedef CAT(MODEL, _target) target_t;
 
 struct train_arg {
     const float *x;
@@ -308,7 +305,7 @@ struct train_arg {
 static void run_train(struct MODEL *m, void *arg)
 {
     struct train_arg *a = arg;
-    a->loss = F(train_step)(m, a->x, (const CAT(MODEL, _target) *)a->t, a->n);
+    a->loss = F(train_step)(m, a->x, a->t, a->n);
 }
 
 static int train_bench(double seconds, double warmup)

@@ -96,11 +96,8 @@ static char *name2(const char *a, const char *b)
 #endif
 
 #if U(TRAINING)
-#if U(LABELS)
-typedef int32_t target_t;
-#else
-typedef float target_t;
-#endif
+/* The model's target type (labels or floats), as its header declares it. */
+typedef CAT(MODEL, _target) target_t;
 
 static float loss_at(struct MODEL *m, const float *x, const target_t *t, int n)
 {
