@@ -327,12 +327,16 @@ static int train_bench(double seconds, double warmup)
     a.t = t;
 
     /* The baseline the instance's memory is measured from: the data
-     * above is resident, and a BLAS call of a fair size has run so that
-     * the BLAS's own buffers and threads exist already. */
+     * above is resident, and a BLAS call of a fair size has run, on each
+     * thread that will run the model's parts, so that the BLAS's own
+     * buffers and the threads (their stacks) exist already. */
     {
         enum { S = 256 };
         float *ga = xcalloc(S * S, sizeof(float)), *gb = xcalloc(S * S, sizeof(float));
         float *gc = xcalloc(S * S, sizeof(float));
+#ifdef _OPENMP
+#pragma omp parallel num_threads(!strncmp(config, "split", 5) ? threads : 1)
+#endif
         lm_sgemm(0, 0, S, S, S, 1.0f, ga, S, gb, S, 0.0f, gc, S);
         free(ga), free(gb), free(gc);
     }

@@ -79,7 +79,7 @@ static int macro_taken(const Emitter *e, const char *s, const char **names, int 
     static const char *const reserved[] = {
         "NULL", "NAN", "INFINITY", "HUGE_VAL", "HUGE_VALF", "HUGE_VALL", "EOF", "BUFSIZ",
         "FILENAME_MAX", "FOPEN_MAX", "TMP_MAX", "SEEK_SET", "SEEK_CUR", "SEEK_END",
-        "EXIT_SUCCESS", "EXIT_FAILURE", "RAND_MAX", "MB_CUR_MAX", "MOMENTUM", "ADAM_M",
+        "EXIT_SUCCESS", "EXIT_FAILURE", "RAND_MAX", "MB_CUR_MAX", "MOMENTUM", "ADAM_M", "PART_FLOATS",
         "ADAM_V", "MAX_META", "EDOM", "ERANGE", "EILSEQ", "CAT", "CAT_", "F", "U"};
     static const char *const prefixes[] = {"INT", "UINT", "SIZE_", "PTRDIFF_", "WCHAR_", "WINT_",
                                            "SIG", "FP_", "MATH_", "M_", "LM_", "PRI", "SCN", "_"};
@@ -211,11 +211,10 @@ static void call(Emitter *e, const Node *n, const char *extra)
     buf_printf(e->call, "%s%s%s%s);\n", ref(e, n->out), part, extra ? ", " : "", extra ? extra : "");
 }
 
-/* A node's scratch: its part's slice of the buffer plan.c made for all. */
+/* A node's scratch (its part's, see emit_layout) and the samples it takes. */
 static const char *scratch_arg(const Emitter *e, const Node *n)
 {
-    return arena_printf(e->g->arena, "%s + (size_t)part * %lld, s0, s1", e->scratch[n->id],
-                        (long long)plan_scratch_size(n));
+    return arena_printf(e->g->arena, "%s, s0, s1", e->scratch[n->id]);
 }
 
 /* "i * 2 - 1 + p" with the trivial parts left out. */
@@ -1157,8 +1156,19 @@ static void emit_layout(Emitter *e, Buf *c)
     const Plan *p = e->p;
     buf_printf(c, "/*\n * Memory: one array of %lld floats, laid out at compile time (laminac\n"
                   " * --emit=plan prints this table with each buffer's lifetime). Regions of\n"
-                  " * the work area whose lifetimes do not overlap share memory.\n */\n",
+                  " * the work area whose lifetimes do not overlap share memory.\n",
                (long long)p->total);
+    if (p->threads > 1)
+        buf_printf(c, " *\n * The batch runs in %d parts (laminac --threads), each with a work area of\n"
+                      " * its own, PART_FLOATS after the one before: buffers marked 'part' are\n"
+                      " * the area of the part in scope (part, whose samples are s0 <= s < s1).\n"
+                      " * Like every other buffer they are indexed by the batch's sample number:\n"
+                      " * the macro points s0 samples before the part's first row, which stays\n"
+                      " * inside mem, since s0 is at most part * %lld (the rows a part holds).\n */\n"
+                      "#define PART_FLOATS ((ptrdiff_t)%lld)\n",
+                   p->threads, (long long)p->part_rows, (long long)p->part_floats);
+    else
+        buf_puts(c, " */\n");
     for (int i = 0; i < p->bufs.len; i++) {
         const Buffer *b = p->bufs.items[i];
         const char *name;
@@ -1182,8 +1192,15 @@ static void emit_layout(Emitter *e, Buf *c)
             shape = "one per parameter";
         }
         const char *base = p->static_params && b->kind == BUF_PARAM ? "weights" : "mem";
-        buf_printf(c, "#define %-24s (%s + %lld) /* %-7s %s */\n", name, base, (long long)b->offset,
-                   bufkind_name(b->kind), shape);
+        if (b->in_part && b->sample)
+            buf_printf(c, "#define %-24s (mem + (%lld + PART_FLOATS * part - %lld * (ptrdiff_t)s0)) /* %-7s %s, part */\n",
+                       name, (long long)b->offset, (long long)b->sample, bufkind_name(b->kind), shape);
+        else if (b->in_part)
+            buf_printf(c, "#define %-24s (mem + (%lld + PART_FLOATS * part)) /* %-7s %s, part */\n", name,
+                       (long long)b->offset, bufkind_name(b->kind), shape);
+        else
+            buf_printf(c, "#define %-24s (%s + %lld) /* %-7s %s */\n", name, base, (long long)b->offset,
+                       bufkind_name(b->kind), shape);
     }
     for (int i = 0; i < e->g->tensors.len; i++) {
         const Tensor *t = e->g->tensors.items[i];
@@ -1565,12 +1582,13 @@ static void emit_header(Emitter *e, const EmitOptions *o, Buf *h)
                   "size_t %s_size(void);\n%s *%s_init(void *mem, uint64_t seed);\n"
                   "%s *%s_create(uint64_t seed);\nvoid %s_destroy(%s *m);\n\n",
                P, P, P, P, P, P, P, P);
-    buf_printf(h, "/* Threads: every pass splits the batch in m's thread count of parts (1 to\n"
-                  " * %s_THREADS, 1 at first), run in parallel when this file is compiled\n"
-                  " * with OpenMP (-fopenmp), one after another otherwise, with the same\n"
-                  " * results either way. Returns the count set. With more than one, let\n"
-                  " * the BLAS use one thread (lm_set_threads(1)). */\n"
-                  "int %s_set_threads(%s *m, int threads);\n\n", U, P, P);
+    buf_printf(h, "/* Threads: every pass splits the batch in %s_THREADS parts (laminac\n"
+                  " * --threads), each with memory of its own; this many threads (1 to\n"
+                  " * %s_THREADS, 1 at first) run them in parallel when this file is compiled\n"
+                  " * with OpenMP (-fopenmp). The results are the same bit for bit with any\n"
+                  " * thread count, and without OpenMP. Returns the count set. With more\n"
+                  " * than one, let the BLAS use one thread (lm_set_threads(1)). */\n"
+                  "int %s_set_threads(%s *m, int threads);\n\n", U, U, P, P);
     buf_printf(h, "/* Inference: y[n * %s_OUT_SIZE] = model(x[n * %s_IN_SIZE]), dropout off.\n"
                   " * y may be NULL; %s_output(m) then holds the last result. */\n"
                   "void %s_forward(%s *m, const float *x, int n, float *y);\n"
@@ -1686,26 +1704,26 @@ bool emit_c(const Graph *g, const Plan *p, const EmitOptions *o, const char *dir
         emit_optimizer(&e, &c);
     buf_puts(&c, "\n/* ---- the passes --------------------------------------------------------- */\n\n");
     const char *tt = tgt ? arena_printf(g->arena, "const %s_target *target", P) : "const void *target";
-    /* The passes run on parts of the batch: part p of P (m->threads) takes
-     * samples n*p/P <= s < n*(p+1)/P. Parts share no memory they write (each
-     * has its rows of the activations, its slice of every scratch buffer,
-     * its parameter gradients and its loss slot), so they run in parallel
-     * where the code is compiled with OpenMP, and one after the other
-     * otherwise, with the same results bit for bit. */
+    /* The passes run on parts of the batch: part p of P (NAME_THREADS, or n
+     * if fewer) takes samples n*p/P <= s < n*(p+1)/P. Parts share no memory
+     * they write (each has its work area, its parameter gradients and its
+     * loss slot), so m->threads threads run them in parallel where the code
+     * is compiled with OpenMP, and one after the other otherwise, with the
+     * same results bit for bit. */
     buf_printf(&c, "/* The forward pass of one part of the batch: each layer in order, and the\n"
                    " * loss when target is given. */\n"
                    "static void forward_part(struct %s *m, const float *x, %s, int s0, int s1,\n"
                    "    int n, int part, int training)\n{\n"
-                   "    float *mem = m->mem;\n    (void)training;\n    (void)n;\n%s%s}\n\n",
+                   "    float *mem = m->mem;\n    (void)training;\n    (void)n;\n    (void)part;\n%s%s}\n\n",
                P, tt, tgt ? "" : "    (void)target;\n", e.fwd.s ? e.fwd.s : "");
     buf_printf(&c, "/* The forward pass of the batch, part by part; returns the mean loss\n"
                    " * (the sum of the parts' shares) when target is given. */\n"
                    "static float run_forward(struct %s *m, const float *x, %s, int n, int training)\n{\n"
-                   "    const int parts = m->threads < n ? m->threads : n; /* no empty parts */\n"
-                   "#ifdef _OPENMP\n#pragma omp parallel for num_threads(parts) schedule(static, 1)\n#endif\n"
+                   "    const int parts = %s_THREADS < n ? %s_THREADS : n; /* no empty parts */\n"
+                   "#ifdef _OPENMP\n#pragma omp parallel for num_threads(m->threads) schedule(static, 1) if (parts > 1)\n#endif\n"
                    "    for (int part = 0; part < parts; part++)\n"
                    "        forward_part(m, x, target, n * part / parts, n * (part + 1) / parts, n, part, training);\n",
-               P, tt);
+               P, tt, U, U);
     if (tgt)
         buf_printf(&c, "    const float *mem = m->mem;\n    double loss = 0.0;\n"
                        "    for (int part = 0; part < parts; part++)\n"
@@ -1777,8 +1795,8 @@ bool emit_c(const Graph *g, const Plan *p, const EmitOptions *o, const char *dir
         buf_printf(&c, "void %s_backward(struct %s *m, const float *x, %s, int n)\n{\n"
                        "    float *mem = m->mem;\n"
                        "    if (n < 1 || n > %s_BATCH)\n        return;\n%s"
-                       "    const int parts = m->threads < n ? m->threads : n; /* no empty parts */\n"
-                       "#ifdef _OPENMP\n#pragma omp parallel for num_threads(parts) schedule(static, 1)\n#endif\n"
+                       "    const int parts = %s_THREADS < n ? %s_THREADS : n; /* no empty parts */\n"
+                       "#ifdef _OPENMP\n#pragma omp parallel for num_threads(m->threads) schedule(static, 1) if (parts > 1)\n#endif\n"
                        "    for (int part = 0; part < parts; part++)\n"
                        "        backward_part(m, x, target, n * part / parts, n * (part + 1) / parts, n, part);\n"
                        "    /* the parts' parameter gradients, summed into the model's in a fixed order\n"
@@ -1793,8 +1811,8 @@ bool emit_c(const Graph *g, const Plan *p, const EmitOptions *o, const char *dir
                        "            sum += g[(size_t)part * %lld + i];\n"
                        "        g[i] = sum;\n"
                        "    }\n}\n\n",
-                   P, P, tt, U, resolve, (long long)goff,
-                   p->threads > 1 ? "#ifdef _OPENMP\n#pragma omp parallel for num_threads(parts) schedule(static)\n#endif\n" : "",
+                   P, P, tt, U, resolve, U, U, (long long)goff,
+                   p->threads > 1 ? "#ifdef _OPENMP\n#pragma omp parallel for num_threads(m->threads) schedule(static)\n#endif\n" : "",
                    U, (long long)p->grad_stride);
         buf_printf(&c, "void %s_zero_grad(struct %s *m)\n{\n"
                        "    memset(m->mem + %lld, 0, %s_NUM_PARAMS * sizeof(float));\n}\n\n"

@@ -457,14 +457,19 @@ typedef struct Buffer {
     Node *node;       /* scratch: the node that uses it */
     int64_t offset, size;
     int first, last;  /* live from node first to node last (schedule order) */
+    bool in_part;     /* --threads: in each part's own area (offset: part 0's) */
+    int64_t sample;   /* in_part: floats a sample (0: not by sample, scratch) */
 } Buffer;
 
 typedef struct Plan {
     bool training;
     bool static_params; /* --embed-weights --inference-only: parameters live in
                          * a static const array, not in the instance */
-    int threads;        /* parts a batch can be split in (laminac --threads) */
+    int threads;        /* parts a batch is split in (laminac --threads, at most
+                         * the batch size); 1: no parts */
     int64_t grad_stride; /* floats from one part's parameter gradients to the next */
+    int64_t part_rows;   /* threads > 1: the most samples a part takes */
+    int64_t part_floats; /* threads > 1: floats from one part's area to the next */
     PtrVec bufs;                /* Buffer*: parameters first, then the rest */
     Buffer **of_tensor;         /* by tensor id; NULL: the caller's (input, target) */
     Buffer **scratch_of;        /* by node id; NULL if the node needs none */

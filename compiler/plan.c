@@ -13,7 +13,8 @@
  * do not overlap share memory. In training most activations live until
  * backward reads them; with --inference-only the schedule is the forward
  * pass alone and the activations mostly reuse each other's memory. With
- * --threads N > 1 nothing in the work area is shared (see below).
+ * --threads N > 1 each of the N parts of a batch has a work area of its
+ * own, laid out the same way (see split_in_parts).
  * Views (flatten, and its gradient) take their source's buffer.
  *
  * The emitter and --summary read sizes from here; nothing else decides
@@ -116,12 +117,57 @@ static int64_t place(Buffer **bufs, int n)
     return top;
 }
 
+/* With the batch in parts (--threads), each part runs a whole pass over its
+ * samples without waiting for the others, so two buffers that liveness
+ * lets share memory could be live at once in two parts. Each part gets an
+ * area of its own instead, laid out by liveness like the one-part plan and
+ * holding part_rows samples of each buffer that only the passes read
+ * (activations, their gradients, scratch): the parts write nothing in
+ * common, and each part's memory is as compact as a small batch's. What is
+ * read as a whole batch after a pass (the output, the input's gradient,
+ * kept layers) and the loss slots stay in a region before the areas, where
+ * nothing shares memory. Offsets come out relative to the work area; a
+ * buffer in the areas gets part 0's. */
+static void split_in_parts(Graph *g, Plan *p, PtrVec *work)
+{
+    int nsched = p->training ? g->nodes.len : g->nforward;
+    int64_t batch = g->train.batch;
+    p->part_rows = (batch + p->threads - 1) / p->threads;
+    const Tensor *whole[2] = {g->output, p->training ? g->input->grad : NULL};
+    PtrVec mine = {0}, ours = {0};
+    for (int i = 0; i < work->len; i++) {
+        Buffer *b = work->items[i];
+        const Tensor *t = b->t;
+        bool by_sample = t && t->role != ROLE_LOSS && t->shape.rank > 0 && t->shape.dim[0] == batch;
+        bool read_whole = t && t->keep;
+        for (int k = 0; k < 2; k++)
+            read_whole |= whole[k] && p->of_tensor[whole[k]->id] == b;
+        if (t && (!by_sample || read_whole)) {
+            b->first = 0; /* shared by the parts: lives throughout */
+            b->last = nsched;
+            vec_push(g->arena, &ours, b);
+        } else {
+            b->in_part = true;
+            if (t) {
+                b->sample = b->size / batch;
+                b->size = b->sample * p->part_rows;
+            }
+            vec_push(g->arena, &mine, b);
+        }
+    }
+    int64_t top = round_up(place((Buffer **)ours.items, ours.len));
+    p->part_floats = round_up(place((Buffer **)mine.items, mine.len));
+    for (int i = 0; i < mine.len; i++)
+        ((Buffer *)mine.items[i])->offset += top;
+    p->work = top + p->threads * p->part_floats;
+}
+
 Plan *plan_build(Graph *g, bool training, bool static_params, int threads)
 {
     Plan *p = ARENA_NEW(g->arena, Plan);
     p->training = training && g->has_grad;
     p->static_params = static_params && !p->training;
-    p->threads = threads < 1 ? 1 : threads;
+    p->threads = threads < 1 ? 1 : threads > g->train.batch ? (int)g->train.batch : threads;
     p->of_tensor = ARENA_ARRAY(g->arena, Buffer *, g->tensors.len + 1);
     p->scratch_of = ARENA_ARRAY(g->arena, Buffer *, g->nodes.len + 1);
     int nsched = p->training ? g->nodes.len : g->nforward;
@@ -195,8 +241,7 @@ Plan *plan_build(Graph *g, bool training, bool static_params, int threads)
         }
         int64_t s = plan_scratch_size(n);
         if (s > 0) {
-            Buffer *b = new_buffer(g, p, arena_printf(g->arena, "%s.col", t->name), BUF_SCRATCH,
-                                   s * p->threads); /* a slice per part */
+            Buffer *b = new_buffer(g, p, arena_printf(g->arena, "%s.col", t->name), BUF_SCRATCH, s);
             b->node = n;
             b->first = b->last = i;
             p->scratch_of[n->id] = b;
@@ -231,17 +276,10 @@ Plan *plan_build(Graph *g, bool training, bool static_params, int threads)
         if (b->last < g->nforward)
             b->last = g->nforward;
     }
-    /* With the batch in parts (threads), a part runs through a whole pass
-     * on its rows without waiting for the others, so rows of two buffers
-     * that lifetimes would let share memory can be live at once in two
-     * parts: then nothing in the work area is shared. */
     if (p->threads > 1)
-        for (int i = 0; i < work.len; i++) {
-            Buffer *b = work.items[i];
-            b->first = 0;
-            b->last = nsched;
-        }
-    p->work = place((Buffer **)work.items, work.len);
+        split_in_parts(g, p, &work);
+    else
+        p->work = place((Buffer **)work.items, work.len);
     for (int i = 0; i < work.len; i++) {
         Buffer *b = work.items[i];
         b->offset += work_base;
@@ -250,7 +288,7 @@ Plan *plan_build(Graph *g, bool training, bool static_params, int threads)
     for (int i = 0; i < p->bufs.len; i++) {
         const Buffer *b = p->bufs.items[i];
         if (!(p->static_params && b->kind == BUF_PARAM))
-            p->by_kind[b->kind] += b->size;
+            p->by_kind[b->kind] += b->size * (b->in_part ? p->threads : 1);
     }
     return p;
 }
@@ -259,6 +297,10 @@ void print_plan(FILE *f, const Graph *g, const Plan *p)
 {
     fprintf(f, "; memory plan: model %s, %s, batch %lld; offsets and sizes in floats\n", g->name,
             p->training ? "training" : "inference only", (long long)g->train.batch);
+    if (p->threads > 1)
+        fprintf(f, "; the batch in %d parts of at most %lld samples: a buffer marked 'part' has\n"
+                   "; one in each part's area, part 0's at the offset shown, the next %lld floats on\n",
+                p->threads, (long long)p->part_rows, (long long)p->part_floats);
     fprintf(f, "; %-28s %-8s %12s %12s  %s\n", "buffer", "kind", "offset", "floats", "live");
     for (int i = 0; i < p->bufs.len; i++) {
         const Buffer *b = p->bufs.items[i];
@@ -267,7 +309,7 @@ void print_plan(FILE *f, const Graph *g, const Plan *p)
         if (b->kind == BUF_PARAM || b->kind == BUF_GRAD || b->kind == BUF_OPT)
             fputs("  always\n", f);
         else
-            fprintf(f, "  %d..%d\n", b->first, b->last);
+            fprintf(f, "  %d..%d%s\n", b->first, b->last, b->in_part ? " part" : "");
     }
     fprintf(f, "; total %lld floats = %lld bytes (work area, shared by liveness: %lld floats)\n",
             (long long)p->total, (long long)p->total * 4, (long long)p->work);

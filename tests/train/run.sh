@@ -37,9 +37,9 @@ ok() { pass=$((pass + 1)); echo "ok   $*"; }
 bad() { fail=$((fail + 1)); echo "FAIL $*"; }
 # check DESCRIPTION COMMAND...: passes when COMMAND succeeds.
 check() {
-    d=$1
+    what=$1
     shift
-    if "$@"; then ok "$d"; else bad "$d"; fi
+    if "$@"; then ok "$what"; else bad "$what"; fi
 }
 
 # build NAME: writes the C for examples/NAME.lam and builds the program
@@ -208,7 +208,8 @@ check "same seed and threads: a bitwise-identical checkpoint" same "$OUT/a.st" "
 "$MLP" train $S --epochs 2 --save "$OUT/c.st" --seed 7 --quiet >/dev/null
 check "another seed: another checkpoint" sh -c "! cmp -s '$OUT/a.st' '$OUT/c.st'"
 # A model compiled with laminac --threads 2 and OpenMP splits each batch in
-# two parts run in parallel: reproducible too, for the same --threads.
+# two parts, run in parallel: reproducible too, and the same bit for bit
+# whether one thread or two run the parts.
 d=$OUT/mlp-omp
 mkdir -p "$d"
 if ./laminac --main --threads 2 examples/mlp.lam -o "$d" &&
@@ -216,6 +217,8 @@ if ./laminac --main --threads 2 examples/mlp.lam -o "$d" &&
     "$d/mlp" train $S --epochs 2 --save "$d/a.st" --quiet >/dev/null
     "$d/mlp" train $S --epochs 2 --save "$d/b.st" --quiet >/dev/null
     check "laminac --threads 2, OpenMP, --threads 2: bitwise-identical checkpoints" same "$d/a.st" "$d/b.st"
+    "$d/mlp" train $S --epochs 2 --save "$d/c.st" --quiet --threads 1 >/dev/null
+    check "laminac --threads 2, OpenMP: --threads 1 gives the checkpoint --threads 2 does" same "$d/a.st" "$d/c.st"
 else
     bad "build mlp with laminac --threads 2 and -fopenmp"
 fi
