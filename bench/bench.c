@@ -25,8 +25,9 @@
  * this run with PyTorch's.
  *
  * Threads, by CONFIG:
- *   blas   the BLAS gets THREADS threads (lm_set_threads), the model's
- *          passes run whole (NAME_set_threads(m, 1));
+ *   blas   the BLAS gets THREADS threads (lm_set_threads), one thread
+ *          runs the model's passes (NAME_set_threads(m, 1): whole, or
+ *          the parts of a laminac --threads build in turn);
  *   split  the model splits every pass in THREADS parts of the batch
  *          (NAME_set_threads(m, THREADS): laminac --threads, OpenMP) and
  *          the BLAS gets 1 thread, as the generated header advises;
@@ -77,9 +78,12 @@ static void die(const char *what)
 /* The instance's share of the threads (see CONFIG above). */
 static void apply_threads(struct MODEL *m)
 {
-    int parts = !strncmp(config, "split", 5) ? threads : 1;
+    const int split = !strncmp(config, "split", 5);
+    int parts = split ? threads : 1;
 #ifdef BENCH_HAS_THREADS
     int got = F(set_threads)(m, parts);
+    if (got < parts && got == U(THREADS) && U(THREADS) == U(BATCH))
+        parts = got; /* a batch of 1 (latency) is not split: one part */
     if (got != parts) {
         fprintf(stderr, "bench(%s): %s_set_threads(%d) gave %d (laminac --threads too low?)\n",
                 STR(MODEL), STR(MODEL), parts, got);
@@ -90,7 +94,7 @@ static void apply_threads(struct MODEL *m)
     if (parts > 1)
         die("config split needs a model compiled with laminac --threads (and -DBENCH_HAS_THREADS)");
 #endif
-    lm_set_threads(parts > 1 ? 1 : threads);
+    lm_set_threads(split ? 1 : threads);
 #ifdef _OPENMP
     omp_set_num_threads(parts);
 #endif
@@ -330,13 +334,13 @@ static int train_bench(double seconds, double warmup)
      * above is resident, and a BLAS call of a fair size has run, on each
      * thread that will run the model's parts, so that the BLAS's own
      * buffers and the threads (their stacks) exist already. */
+#ifdef _OPENMP
+#pragma omp parallel num_threads(!strncmp(config, "split", 5) ? threads : 1)
+#endif
     {
         enum { S = 256 };
         float *ga = xcalloc(S * S, sizeof(float)), *gb = xcalloc(S * S, sizeof(float));
         float *gc = xcalloc(S * S, sizeof(float));
-#ifdef _OPENMP
-#pragma omp parallel num_threads(!strncmp(config, "split", 5) ? threads : 1)
-#endif
         lm_sgemm(0, 0, S, S, S, 1.0f, ga, S, gb, S, 0.0f, gc, S);
         free(ga), free(gb), free(gc);
     }

@@ -269,7 +269,7 @@ def table(lines, outdir):
         w("Memory of a training instance (batch 64): what the process's anonymous resident "
           "memory (RssAnon) grew by from creating the instance and training it, against "
           "`NAME_size()` (= `--summary`'s total). The 2-thread build (laminac --threads 2) "
-          "holds per-part gradients and scratch.")
+          "holds per-part gradients and a work area per part.")
         w("")
         w("| model | threads | NAME_size() | resident | resident/size | VmRSS growth | VmHWM of the process |")
         w("|---|---:|---:|---:|---:|---:|---:|")

@@ -1583,7 +1583,8 @@ static void emit_header(Emitter *e, const EmitOptions *o, Buf *h)
                   "%s *%s_create(uint64_t seed);\nvoid %s_destroy(%s *m);\n\n",
                P, P, P, P, P, P, P, P);
     buf_printf(h, "/* Threads: every pass splits the batch in %s_THREADS parts (laminac\n"
-                  " * --threads), each with memory of its own; this many threads (1 to\n"
+                  " * --threads; a call of fewer samples, one part a sample), each with\n"
+                  " * memory of its own; this many threads (1 to\n"
                   " * %s_THREADS, 1 at first) run them in parallel when this file is compiled\n"
                   " * with OpenMP (-fopenmp). The results are the same bit for bit with any\n"
                   " * thread count, and without OpenMP. Returns the count set. With more\n"
@@ -1682,7 +1683,7 @@ bool emit_c(const Graph *g, const Plan *p, const EmitOptions *o, const char *dir
                    "#include <string.h>\n\n#include \"lamina_rt.h\"\n\n", P);
     buf_printf(&c, "struct %s {\n"
                    "    float lr;            /* learning rate, settable at run time */\n"
-                   "    int threads;         /* the parts a batch is split in: 1..%s_THREADS */\n"
+                   "    int threads;         /* threads running the parts of a batch: 1..%s_THREADS */\n"
                    "    int64_t step;        /* optimizer steps taken (numbers dropout masks) */\n"
                    "    uint64_t seed;       /* of the parameters and the dropout masks */\n"
                    "    char pad_[%d];       /* the floats start %d bytes in */\n"

@@ -21,8 +21,9 @@ trap 'rm -rf "$tmp"' EXIT
 
 for f in examples/*.lam; do
     name=$(basename "$f" .lam)
-    for mode in train infer; do
+    for mode in train infer threads; do
         flag=""; [ $mode = infer ] && flag="--inference-only"
+        [ $mode = threads ] && flag="--threads 3"
         out="$tmp/$mode"
         mkdir -p "$out"
         if ! ./laminac $flag "$f" -o "$out" 2>"$tmp/err"; then
@@ -49,6 +50,28 @@ for f in examples/*.lam; do
             bad "$name ($mode): --summary says $want bytes, ${name}_size() is $got"
         fi
     done
+done
+
+echo "== --keep with the batch in parts: a kept layer is read whole after forward"
+# A kept layer stays out of the parts' own areas (a kept flatten: the
+# buffer of the layer it views). Its values must be those of a one-part
+# build, with the same seed and input.
+for name in lenet5 cnn; do
+    for t in 1 3; do
+        out="$tmp/keep$t"
+        mkdir -p "$out"
+        ./laminac --threads $t --keep flatten_1 "examples/$name.lam" -o "$out"
+        printf '#include "%s.h"\n#include <stdio.h>\nint main(void) {\n  %s *m = %s_create(5);\n  static float x[7 * %s_IN_SIZE];\n  for (int i = 0; i < 7 * %s_IN_SIZE; i++) x[i] = (float)(i %% 17) / 17.0f;\n  %s_forward(m, x, 7, NULL);\n  int n = 0;\n  const float *a = %s_activation(m, "flatten_1", &n);\n  for (int i = 0; i < 7 * n; i++) printf("%%a\\n", a[i]);\n  %s_destroy(m);\n  return 0;\n}\n' \
+            "$name" "$name" "$name" "$(echo $name | tr a-z A-Z)" "$(echo $name | tr a-z A-Z)" "$name" "$name" "$name" >"$out/k.c"
+        gcc -std=c99 -Wall -Wextra -Werror -pedantic -fopenmp -I"$out" -Iruntime "$out/k.c" "$out/$name.c" \
+            build/liblamina_rt.a $(pkg-config --libs openblas) -lz -lm -o "$out/k" 2>"$tmp/err" || cat "$tmp/err"
+        "$out/k" >"$tmp/keep$t.txt" 2>&1
+    done
+    if [ -s "$tmp/keep1.txt" ] && cmp -s "$tmp/keep1.txt" "$tmp/keep3.txt"; then
+        ok "$name --threads 3 --keep flatten_1: the kept layer as with one part ($(wc -l <"$tmp/keep1.txt") values)"
+    else
+        bad "$name --threads 3 --keep flatten_1: the kept layer differs from a one-part build's"
+    fi
 done
 
 echo "== --embed-weights: the same outputs as loading the checkpoint, and no file I/O"
