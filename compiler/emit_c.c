@@ -632,8 +632,11 @@ static const char *pool_what(const Emitter *e, const char *op, const Pool *p)
 void emit_maxpool(Emitter *e, const Node *n)
 {
     Pool p = pool_of(e, n);
-    header(e, n, pool_what(e, "maxpool", &p),
-           " *   y[s,c,i,j] = max over the window of x (padding never wins)\n");
+    const bool relu = n->attr.relu;
+    header(e, n, pool_what(e, relu ? "maxpool, then relu" : "maxpool", &p),
+           relu ? " *   y[s,c,i,j] = relu(max over the window of x) (padding never wins),\n"
+                  " *   = max over the window of relu(x): the relu on the maximum alone\n"
+                : " *   y[s,c,i,j] = max over the window of x (padding never wins)\n");
     fn(e, "static void %s(const float *restrict x, float *restrict y, int s0, int s1)\n{\n", fn_name(e, n));
     pool_outer(e, &p);
     fn(e, "                    float best = -INFINITY;\n");
@@ -641,10 +644,10 @@ void emit_maxpool(Emitter *e, const Node *n)
     fn(e, "                            if (x[in + h * %lld + w] > best)\n"
           "                                best = x[in + h * %lld + w];\n"
           "                        }\n"
-          "                    y[out + i * %lld + j] = best;\n"
+          "                    y[out + i * %lld + j] = %s;\n"
           "                }\n"
           "        }\n}\n",
-       (long long)p.w, (long long)p.w, (long long)p.ow);
+       (long long)p.w, (long long)p.w, (long long)p.ow, relu ? "best > 0.0f ? best : 0.0f" : "best");
     call(e, n, "s0, s1");
 }
 
@@ -674,10 +677,19 @@ void emit_maxpool_dx(Emitter *e, const Node *n)
      * covers (the last rows and columns when the size is not a multiple
      * of the window) are cleared; no clearing pass, no accumulation. */
     const bool tiled = p.sh == p.kh && p.sw == p.kw && p.ph == 0 && p.pw == 0;
-    header(e, n, "gradient of maxpool",
-           tiled ? " *   dx[s,c,h,w] = dy[s,c,i,j] if x[s,c,h,w] is the first maximum of window (i,j), else 0\n"
-                   " *   (the windows do not overlap)\n"
-                 : " *   dx[s,c,h,w] = sum of dy[s,c,i,j] over the windows whose first maximum is x[s,c,h,w]\n");
+    /* With a relu fused in (rewrite.c), a window passes dy on only where
+     * its maximum is positive (relu' of the maximum). dy is read either
+     * way: a load under the condition would be a branch, and the sign of
+     * a maximum is a coin toss for the predictor. */
+    const bool relu = n->attr.relu;
+    const char *g_text = relu ? "best > 0.0f ? d : 0.0f" : "d";
+    header(e, n, relu ? "gradient of maxpool, then relu" : "gradient of maxpool",
+           arena_printf(e->g->arena, "%s%s",
+                        tiled ? " *   dx[s,c,h,w] = g[s,c,i,j] if x[s,c,h,w] is the first maximum of window (i,j), else 0\n"
+                                " *   (the windows do not overlap)\n"
+                              : " *   dx[s,c,h,w] = sum of g[s,c,i,j] over the windows whose first maximum is x[s,c,h,w]\n",
+                        relu ? " *   with g = dy where the window's maximum is > 0 (relu'), else 0\n"
+                             : " *   with g = dy\n"));
     fn(e, "static void %s(const float *restrict dy, const float *restrict x,\n"
           "    float *restrict dx, int s0, int s1)\n{\n", fn_name(e, n));
     if (!tiled)
@@ -696,9 +708,10 @@ void emit_maxpool_dx(Emitter *e, const Node *n)
         fn(e, "                            const float v = x[in + h * %lld + w];\n"
               "                            best = v > best ? v : best;\n"
               "                        }\n"
-              "                    const float g = dy[out + i * %lld + j];\n"
+              "                    const float d = dy[out + i * %lld + j];\n"
+              "                    const float g = %s;\n"
               "                    float left = 1.0f; /* until the first maximum */\n",
-           (long long)p.w, (long long)p.ow);
+           (long long)p.w, (long long)p.ow, g_text);
         window_loops(e, &p, "                    ");
         fn(e, "                            const float hit = left * (float)(x[in + h * %lld + w] == best);\n"
               "                            dx[in + h * %lld + w] = g * hit;\n"
@@ -717,7 +730,8 @@ void emit_maxpool_dx(Emitter *e, const Node *n)
         fn(e, "        }\n}\n");
     } else {
         window_argmax(e, &p, "                    ");
-        fn(e, "                    const float g = dy[out + i * %lld + j];\n", (long long)p.ow);
+        fn(e, "                    const float d = dy[out + i * %lld + j];\n"
+              "                    const float g = %s;\n", (long long)p.ow, g_text);
         fn(e, "                    %sdx[in + (i * %lld - %lld + arg / %lld) * %lld + j * %lld - %lld + arg %% %lld] += g;\n"
               "                }\n"
               "        }\n}\n",
@@ -782,15 +796,16 @@ void emit_view(Emitter *e, const Node *n)
 /* The mask is drawn from a counter-based generator: element k of sample s
  * at optimizer step t keeps its value when uniform(seed, stream, counter) >=
  * p, so backward draws the same mask again without storing it. */
-/* Dropout draws from stream 2^31 + its node's id: far from the streams
- * 0, 1, ... that initialise the parameters (one per tensor). */
+/* Dropout draws from stream 2^31 + its node's number in the IR as written
+ * (Node.seq: rewrites that remove nodes do not change it): far from the
+ * streams 0, 1, ... that initialise the parameters (one per tensor). */
 #define DROPOUT_STREAM (1LL << 31)
 
 static const char *dropout_mask(const Emitter *e, const Node *fwd)
 {
     return arena_printf(e->g->arena,
                         " *   keep = lm_rand_uniform(seed, %lld, (step * %lld + s) * %lld + k) >= %g\n",
-                        DROPOUT_STREAM + fwd->id, (long long)e->g->train.batch, (long long)per_sample(fwd->out),
+                        DROPOUT_STREAM + fwd->seq, (long long)e->g->train.batch, (long long)per_sample(fwd->out),
                         fwd->attr.p);
 }
 
@@ -812,7 +827,7 @@ void emit_dropout(Emitter *e, const Node *n)
           "            size_t i = (size_t)s * %lld + k;\n"
           "            y[i] = lm_rand_uniform(seed, %lldu, counter) >= %s ? x[i] * %s : 0.0f;\n"
           "        }\n}\n",
-       (long long)k, (long long)e->g->train.batch, (long long)k, (long long)k, DROPOUT_STREAM + n->id,
+       (long long)k, (long long)e->g->train.batch, (long long)k, (long long)k, DROPOUT_STREAM + n->seq,
        flit(e, n->attr.p), flit(e, 1.0 / (1.0 - n->attr.p)));
     call(e, n, "s0, s1, training, m->seed, m->step");
 }
@@ -832,7 +847,7 @@ void emit_dropout_dx(Emitter *e, const Node *n)
           "            size_t i = (size_t)s * %lld + k;\n"
           "            dx[i] = lm_rand_uniform(seed, %lldu, counter) >= %s ? dy[i] * %s : 0.0f;\n"
           "        }\n}\n",
-       (long long)k, (long long)e->g->train.batch, (long long)k, (long long)k, DROPOUT_STREAM + fwd->id,
+       (long long)k, (long long)e->g->train.batch, (long long)k, (long long)k, DROPOUT_STREAM + fwd->seq,
        flit(e, fwd->attr.p), flit(e, 1.0 / (1.0 - fwd->attr.p)));
     call(e, n, "s0, s1, m->seed, m->step");
 }

@@ -72,7 +72,8 @@ void grad_affine(Graph *g, Node *n)
     }
 }
 
-/* dx routes each dy to the window's maximum, found again in x. */
+/* dx routes each dy to the window's maximum, found again in x (with a
+ * relu fused in, only where that maximum is positive). */
 void grad_maxpool(Graph *g, Node *n)
 {
     Tensor *in[2] = {n->out->grad, n->in[0]};

@@ -36,6 +36,7 @@ Node *graph_node(Graph *g, Op op, Tensor **in, int nin, Attrs attr, Loc at)
 {
     Node *n = ARENA_NEW(g->arena, Node);
     n->id = g->nodes.len;
+    n->seq = n->id;
     n->op = op;
     n->nin = nin;
     for (int i = 0; i < nin; i++)

@@ -289,6 +289,7 @@ typedef struct Attrs {
     double p;          /* dropout: probability of zeroing */
     Op of;             /* ACT_DX, LOSS_DX: the forward op differentiated */
     int of_node;       /* backward ops: the forward node they differentiate */
+    bool relu;         /* maxpool: y = relu(max), a relu fused in (rewrite.c) */
 } Attrs;
 
 /* ---- ir.c ---------------------------------------------------------------- */
@@ -335,6 +336,7 @@ struct Tensor {
 
 struct Node {
     int id;
+    int seq; /* its id as first made, which rewrites keep: numbers dropout's stream */
     Op op;
     Tensor *in[LM_MAX_IN];
     int nin;

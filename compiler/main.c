@@ -42,7 +42,7 @@ static void usage(FILE *f)
           "  --emit=ir-grad   the forward IR followed by the backward IR\n"
           "  --emit=dot       the forward graph for Graphviz (dot -Tsvg)\n"
           "  --emit=plan      the memory plan: every buffer's offset, size and lifetime\n"
-          "  --no-rewrite     compile the layers exactly as written (no relu moved after\n"
+          "  --no-rewrite     compile the layers exactly as written (no relu fused into\n"
           "                   a max pooling); for reading the IR against the source\n"
           "  --summary        layers, output shapes, parameters, FLOPs and bytes\n"
           "  --main           also write DIR/NAME_main.c, a program: train, eval, predict\n"

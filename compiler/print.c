@@ -36,8 +36,9 @@ static void print_attrs(FILE *f, const Node *n)
     case OP_AVGPOOL:
     case OP_MAXPOOL_DX:
     case OP_AVGPOOL_DX:
-        fprintf(f, " kernel=[%d,%d] stride=[%d,%d] pad=[%d,%d]", a->kernel[0], a->kernel[1],
-                a->stride[0], a->stride[1], a->pad[0], a->pad[1]);
+        fprintf(f, " kernel=[%d,%d] stride=[%d,%d] pad=[%d,%d]%s", a->kernel[0], a->kernel[1],
+                a->stride[0], a->stride[1], a->pad[0], a->pad[1],
+                (n->op == OP_MAXPOOL || n->op == OP_MAXPOOL_DX) && a->relu ? " relu" : "");
         break;
     case OP_LEAKY_RELU:
     case OP_ELU:

@@ -1,25 +1,27 @@
 /*
  * rewrite.c — exact rewrites of the forward IR, before differentiation.
  *
- * One so far: an activation that is only read by a max pooling moves
- * after it when the two commute exactly,
+ * One so far: a relu that is only read by a max pooling is fused into
+ * it, applied to the window's maximum instead of to every element,
  *
- *     %a = relu(%x)               %p.pre = maxpool(%x)
- *     %p = maxpool(%a)      ->    %p     = relu(%p.pre)
+ *     %a = relu(%x)
+ *     %p = maxpool(%a)      ->    %p = maxpool(%x) relu
  *
  * relu is monotone, so max(relu(x)) = relu(max(x)) value for value, and
  * the gradients agree too: where the window's maximum is positive, its
  * first maximum is the same element in x and in relu(x) and relu' is 1
- * there; where it is not, relu' is 0 in both orders. The activation then
- * runs on the pooled tensor (a quarter of the elements for 2x2 windows),
- * and the large pre-pooling activation and its gradient are never stored:
+ * there; where it is not, relu' is 0 in both orders. The relu then costs
+ * nothing (one comparison per window, in the pooling's loop), and the
+ * large activation before pooling and its gradient are never stored:
  * for the Keras-style CNN that is two passes over its largest tensor in
- * each direction. tanh and sigmoid are monotone too, but not strictly in
- * float (distinct inputs round to the same output, and a tie would move
- * the gradient to another element), so only relu is moved.
+ * each direction, and one more over the pooled one. tanh and sigmoid are
+ * monotone too, but not strictly in float (distinct inputs round to the
+ * same output, and a tie would move the gradient to another element), so
+ * only relu is fused.
  *
- * The tensors keep their names: %p stays the pooling layer's output, the
- * moved node keeps its source location, and print.c notes the move.
+ * The pooling keeps its name, output and location; its node notes the
+ * fusion (print.c prints it), and its attribute relu says it. The relu's
+ * node and tensor leave the graph.
  */
 #include "lamina.h"
 
@@ -39,46 +41,51 @@ static bool only_read_by(const Graph *g, const Tensor *t, const Node *by)
     return true;
 }
 
-/* relu(x) then maxpool  ->  maxpool(x) then relu, in place: the two nodes
- * swap ops, the activation's tensor becomes the pooling's "pre" output,
- * and the activation node moves from its layer to the pooling's. */
-static void move_relu_after_maxpool(Graph *g, Node *act, Node *pool)
+/* Takes forward node n and its output tensor out of the graph: the nodes
+ * and tensors after them move up one place (ids are indices), and the
+ * layers' node ranges follow. Runs before differentiation, when nothing
+ * else holds an id. */
+static void remove_node(Graph *g, Node *n)
 {
-    Layer *from = g->layers.items[act->layer], *to = g->layers.items[pool->layer];
-    Tensor *x = act->in[0], *mid = act->out, *y = pool->out;
-    const Attrs act_attr = act->attr, pool_attr = pool->attr;
-    const Loc act_loc = act->loc, pool_loc = pool->loc;
+    const int at = n->id;
+    for (int i = at; i + 1 < g->nodes.len; i++) {
+        g->nodes.items[i] = g->nodes.items[i + 1];
+        ((Node *)g->nodes.items[i])->id = i;
+    }
+    g->nodes.len--;
+    g->nforward--;
+    ((Layer *)g->layers.items[n->layer])->nnodes--;
+    for (int i = 0; i < g->layers.len; i++) {
+        Layer *l = g->layers.items[i];
+        if (l->first_node > at)
+            l->first_node--;
+    }
+    for (int i = n->out->id; i + 1 < g->tensors.len; i++) {
+        g->tensors.items[i] = g->tensors.items[i + 1];
+        ((Tensor *)g->tensors.items[i])->id = i;
+    }
+    g->tensors.len--;
+}
 
-    mid->name = arena_printf(g->arena, "%s.pre", y->name);
-    mid->shape = y->shape;
-    mid->loc = pool_loc;
-    mid->layer = pool->layer;
-
-    act->op = OP_MAXPOOL;
-    act->attr = pool_attr;
-    act->loc = pool_loc;
-    act->layer = pool->layer;
-    act->in[0] = x;
-
-    pool->op = OP_RELU;
-    pool->attr = act_attr;
-    pool->loc = act_loc;
-    pool->in[0] = mid;
-    pool->note = arena_printf(g->arena, "%s's relu, moved after the max pooling: relu(max x) = max(relu x)",
+/* relu(x) then maxpool  ->  maxpool(x) with the relu applied to each
+ * window's maximum. The relu's layer now ends at x. */
+static void fuse_relu_into_maxpool(Graph *g, Node *act, Node *pool)
+{
+    Layer *from = g->layers.items[act->layer];
+    pool->in[0] = act->in[0];
+    pool->attr.relu = true;
+    pool->note = arena_printf(g->arena, "%s's relu, applied to the window's maximum: max(relu x) = relu(max x)",
                               from->name);
-
-    from->nnodes--;
-    from->out = x;
-    to->first_node--;
-    to->nnodes++;
+    from->out = act->in[0];
+    remove_node(g, act);
 }
 
 void rewrite_forward(Graph *g)
 {
     for (int i = 0; i + 1 < g->nforward; i++) {
         Node *act = g->nodes.items[i], *next = g->nodes.items[i + 1];
-        if (act->op == OP_RELU && next->op == OP_MAXPOOL && next->in[0] == act->out &&
-            act->layer != next->layer && only_read_by(g, act->out, next))
-            move_relu_after_maxpool(g, act, next);
+        if (act->op == OP_RELU && next->op == OP_MAXPOOL && !next->attr.relu &&
+            next->in[0] == act->out && act->layer != next->layer && only_read_by(g, act->out, next))
+            fuse_relu_into_maxpool(g, act, next);
     }
 }
