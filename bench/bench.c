@@ -62,6 +62,12 @@
 static int threads = 1;
 static const char *config = "t1";
 
+/* split or split_passive: the model's parts get the threads, the BLAS one. */
+static int split_config(void)
+{
+    return !strncmp(config, "split", 5);
+}
+
 #ifdef BENCH_PROFILE
 /* bench/gemmprof.c, linked in by bench/profile.sh: times every lm_sgemm
  * call of the timed loop by caller and shape. */
@@ -78,7 +84,7 @@ static void die(const char *what)
 /* The instance's share of the threads (see CONFIG above). */
 static void apply_threads(struct MODEL *m)
 {
-    const int split = !strncmp(config, "split", 5);
+    const int split = split_config();
     int parts = split ? threads : 1;
 #ifdef BENCH_HAS_THREADS
     int got = F(set_threads)(m, parts);
@@ -215,10 +221,6 @@ static void run_forward(struct MODEL *m, void *arg)
     F(forward)(m, a->x, a->n, a->y);
 }
 
-/* The floor under batch-1 latency: reading the instance's parameters
- * once, as a forward pass must, with nothing else to do (a vectorised sum,
- * hot in cache as in the latency loop; the median of many). Printed as a
- * "weights" line after the latency one. */
 /* A sum over n floats (n a multiple of 64) with 64 running sums: as fast
  * as the floats can be read. Kept out of line so that each call is one
  * read of the array. */
@@ -233,6 +235,10 @@ static __attribute__((noinline)) float read_all(const float *p, size_t n)
     return sum;
 }
 
+/* The floor under batch-1 latency: reading the instance's parameters
+ * once, as a forward pass must, with nothing else to do (a vectorised sum,
+ * hot in cache as in the latency loop; the median of many). Printed as a
+ * "weights" line after the latency one. */
 static void weights_floor(struct MODEL *m)
 {
     const float *p = F(params)(m);
@@ -338,7 +344,7 @@ static int train_bench(double seconds, double warmup)
      * MLP's first product, packing more, faulted in 120-450 KB more of
      * them (3.9% and 11% of the MLP's instance at 1 and 2 threads). */
 #ifdef _OPENMP
-#pragma omp parallel num_threads(!strncmp(config, "split", 5) ? threads : 1)
+#pragma omp parallel num_threads(split_config() ? threads : 1)
 #endif
     {
         enum { S = 1024 };
@@ -443,7 +449,7 @@ int main(int argc, char **argv)
     }
     /* Until an instance exists (the baseline of the memory measurement
      * runs a BLAS call first): the BLAS threads of the config. */
-    lm_set_threads(!strncmp(config, "split", 5) ? 1 : threads);
+    lm_set_threads(split_config() ? 1 : threads);
     int rc;
     if (!strcmp(argv[1], "latency"))
         rc = forward_bench(1, seconds, warmup);
