@@ -107,11 +107,11 @@ static float dot16(const float *x, const float *w, int k)
         for (j = 0; j < LM_FEW_LANES; j++)
             a0[j] += x[i + j] * w[i + j];
         for (j = 0; j < LM_FEW_LANES; j++)
-            a1[j] += x[i + 16 + j] * w[i + 16 + j];
+            a1[j] += x[i + LM_FEW_LANES + j] * w[i + LM_FEW_LANES + j];
         for (j = 0; j < LM_FEW_LANES; j++)
-            a2[j] += x[i + 32 + j] * w[i + 32 + j];
+            a2[j] += x[i + 2 * LM_FEW_LANES + j] * w[i + 2 * LM_FEW_LANES + j];
         for (j = 0; j < LM_FEW_LANES; j++)
-            a3[j] += x[i + 48 + j] * w[i + 48 + j];
+            a3[j] += x[i + 3 * LM_FEW_LANES + j] * w[i + 3 * LM_FEW_LANES + j];
     }
     for (j = 0; j < LM_FEW_LANES; j++)
         sum += (a0[j] + a1[j]) + (a2[j] + a3[j]);
