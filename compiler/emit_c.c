@@ -273,8 +273,16 @@ void emit_dense_dx(Emitter *e, const Node *n)
     call(e, n, "s0, s1");
 }
 
+static const Node *fused_bias_db(const Emitter *e, const Node *dx);
+
 void emit_bias_db(Emitter *e, const Node *n)
 {
+    const Node *from = n->in[0]->def;
+    if (from && from->op == OP_MAXPOOL_DX && fused_bias_db(e, from) == n) {
+        buf_printf(e->call, "    /* %s: summed by %s, with %s */\n", n->out->name, fn_name(e, from),
+                   n->in[0]->name);
+        return;
+    }
     const Shape *dy = &n->in[0]->shape;
     int64_t ch = dy->dim[1], inner = per_sample(n->in[0]) / ch;
     header(e, n, "gradient of the bias",
@@ -454,28 +462,33 @@ void emit_conv2d(Emitter *e, const Node *n)
     const char *what = arena_printf(e->g->arena, "conv2d, %lld filters %lldx%lld, stride %lld,%lld, pad %lld,%lld",
                                     (long long)c.f, (long long)c.kh, (long long)c.kw,
                                     (long long)c.sh, (long long)c.sw, (long long)c.ph, (long long)c.pw);
+    /* No bias when rewrite.c moved it into the max pooling after it. */
+    const bool bias = n->nin > 2;
     const char *formula = arena_printf(
         e->g->arena,
-        " *   y[s,f,i,j] = b[f] + sum_{c,p,q} W[f,c,p,q] x[s, c, i*%lld-%lld+p, j*%lld-%lld+q]\n"
+        " *   y[s,f,i,j] = %ssum_{c,p,q} W[f,c,p,q] x[s, c, i*%lld-%lld+p, j*%lld-%lld+q]\n"
         " *   per sample: unfold x into columns (im2col), col[%lld, %lld], then one\n"
-        " *   matrix product y[%lld, %lld] = W[%lld, %lld] col, onto y = b\n",
-        (long long)c.sh, (long long)c.ph, (long long)c.sw, (long long)c.pw, (long long)c.rows,
-        (long long)c.cols, (long long)c.f, (long long)c.cols, (long long)c.f, (long long)c.rows);
+        " *   matrix product y[%lld, %lld] = W[%lld, %lld] col%s\n",
+        bias ? "b[f] + " : "", (long long)c.sh, (long long)c.ph, (long long)c.sw, (long long)c.pw, (long long)c.rows,
+        (long long)c.cols, (long long)c.f, (long long)c.cols, (long long)c.f, (long long)c.rows,
+        bias ? ", onto y = b" : "");
     header(e, n, what, formula);
     fn(e, "static void %s(const float *restrict x, const float *restrict w,\n"
-          "    const float *restrict b, float *restrict y, float *restrict col, int s0, int s1)\n{\n",
-       fn_name(e, n));
+          "    %sfloat *restrict y, float *restrict col, int s0, int s1)\n{\n",
+       fn_name(e, n), bias ? "const float *restrict b, " : "");
     fn(e, "    for (int s = s0; s < s1; s++) {\n"
           "        float *ys = y + (size_t)s * %lld;\n"
-          "        im2col_%s(x + (size_t)s * %lld, col, %lld);\n"
-          "        for (int f = 0; f < %lld; f++)\n"
-          "            for (int k = 0; k < %lld; k++)\n"
-          "                ys[f * %lld + k] = b[f];\n"
-          "        lm_sgemm(0, 0, %lld, %lld, %lld, 1.0f, w, %lld, col, %lld, 1.0f, ys, %lld);\n"
+          "        im2col_%s(x + (size_t)s * %lld, col, %lld);\n",
+       (long long)(c.f * c.cols), c.name, (long long)(c.c * c.h * c.w), (long long)c.cols);
+    if (bias)
+        fn(e, "        for (int f = 0; f < %lld; f++)\n"
+              "            for (int k = 0; k < %lld; k++)\n"
+              "                ys[f * %lld + k] = b[f];\n",
+           (long long)c.f, (long long)c.cols, (long long)c.cols);
+    fn(e, "        lm_sgemm(0, 0, %lld, %lld, %lld, 1.0f, w, %lld, col, %lld, %s, ys, %lld);\n"
           "    }\n}\n",
-       (long long)(c.f * c.cols), c.name, (long long)(c.c * c.h * c.w), (long long)c.cols,
-       (long long)c.f, (long long)c.cols, (long long)c.cols, (long long)c.f, (long long)c.cols,
-       (long long)c.rows, (long long)c.rows, (long long)c.cols, (long long)c.cols);
+       (long long)c.f, (long long)c.cols, (long long)c.rows, (long long)c.rows, (long long)c.cols,
+       bias ? "1.0f" : "0.0f", (long long)c.cols);
     call(e, n, scratch_arg(e, n));
 }
 
@@ -610,16 +623,44 @@ static void window_loops(Emitter *e, const Pool *p, const char *indent)
            indent, (long long)p->h, (long long)p->w, indent);
 }
 
-static void pool_outer(Emitter *e, const Pool *p)
+/* The loops over samples, channels and output positions; `before_rows`,
+ * if not NULL, goes inside the channel's loop before its rows. */
+static void pool_outer(Emitter *e, const Pool *p, const char *before_rows)
 {
     fn(e, "    for (int s = s0; s < s1; s++)\n"
           "        for (int c = 0; c < %lld; c++) {\n"
           "            const size_t in = ((size_t)s * %lld + c) * %lld;\n"
           "            const size_t out = ((size_t)s * %lld + c) * %lld;\n"
+          "%s"
           "            for (int i = 0; i < %lld; i++)\n"
           "                for (int j = 0; j < %lld; j++) {\n",
        (long long)p->c, (long long)p->c, (long long)(p->h * p->w), (long long)p->c,
-       (long long)(p->oh * p->ow), (long long)p->oh, (long long)p->ow);
+       (long long)(p->oh * p->ow), before_rows ? before_rows : "", (long long)p->oh, (long long)p->ow);
+}
+
+/* Windows side by side: stride = kernel, no padding. */
+static bool pool_tiled(const Pool *p)
+{
+    return p->sh == p->kh && p->sw == p->kw && p->ph == 0 && p->pw == 0;
+}
+
+/* The bias_db node that max-pool backward node dx computes in its own loop,
+ * or NULL. The gradient of a bias is the sum of dx over all but the
+ * channel axis; where the windows are side by side, that is the sum of
+ * the windows' g (each passes its g to one element, 0 to the others), a
+ * quarter of the elements for 2x2 windows, summed while they are at hand
+ * instead of in a pass of their own over dx. */
+static const Node *fused_bias_db(const Emitter *e, const Node *dx)
+{
+    Pool p = pool_of(e, dx);
+    if (!pool_tiled(&p))
+        return NULL;
+    for (int i = dx->id + 1; i < e->g->nodes.len; i++) {
+        const Node *n = e->g->nodes.items[i];
+        if (n->op == OP_BIAS_DB && n->in[0] == dx->out)
+            return n;
+    }
+    return NULL;
 }
 
 static const char *pool_what(const Emitter *e, const char *op, const Pool *p)
@@ -632,22 +673,32 @@ static const char *pool_what(const Emitter *e, const char *op, const Pool *p)
 void emit_maxpool(Emitter *e, const Node *n)
 {
     Pool p = pool_of(e, n);
-    const bool relu = n->attr.relu;
-    header(e, n, pool_what(e, relu ? "maxpool, then relu" : "maxpool", &p),
-           relu ? " *   y[s,c,i,j] = relu(max over the window of x) (padding never wins),\n"
-                  " *   = max over the window of relu(x): the relu on the maximum alone\n"
-                : " *   y[s,c,i,j] = max over the window of x (padding never wins)\n");
-    fn(e, "static void %s(const float *restrict x, float *restrict y, int s0, int s1)\n{\n", fn_name(e, n));
-    pool_outer(e, &p);
+    const bool relu = n->attr.relu, bias = n->nin > 1;
+    /* b: a convolution's bias, moved in by rewrite.c */
+    const char *formula =
+        relu && bias ? " *   y[s,c,i,j] = relu(b[c] + max over the window of x) (padding never wins),\n"
+                       " *   = max over the window of relu(x + b[c]): bias and relu on the maximum alone\n"
+        : relu ? " *   y[s,c,i,j] = relu(max over the window of x) (padding never wins),\n"
+                 " *   = max over the window of relu(x): the relu on the maximum alone\n"
+        : bias ? " *   y[s,c,i,j] = b[c] + max over the window of x (padding never wins),\n"
+                 " *   = max over the window of (x + b[c]): the bias on the maximum alone\n"
+               : " *   y[s,c,i,j] = max over the window of x (padding never wins)\n";
+    header(e, n, pool_what(e, relu ? "maxpool, then relu" : "maxpool", &p), formula);
+    fn(e, "static void %s(const float *restrict x, %sfloat *restrict y, int s0, int s1)\n{\n", fn_name(e, n),
+       bias ? "const float *restrict b, " : "");
+    pool_outer(e, &p, NULL);
     fn(e, "                    float best = -INFINITY;\n");
     window_loops(e, &p, "                    ");
     fn(e, "                            if (x[in + h * %lld + w] > best)\n"
           "                                best = x[in + h * %lld + w];\n"
-          "                        }\n"
-          "                    y[out + i * %lld + j] = %s;\n"
+          "                        }\n",
+       (long long)p.w, (long long)p.w);
+    if (bias)
+        fn(e, "                    best += b[c];\n");
+    fn(e, "                    y[out + i * %lld + j] = %s;\n"
           "                }\n"
           "        }\n}\n",
-       (long long)p.w, (long long)p.w, (long long)p.ow, relu ? "best > 0.0f ? best : 0.0f" : "best");
+       (long long)p.ow, relu ? "best > 0.0f ? best : 0.0f" : "best");
     call(e, n, "s0, s1");
 }
 
@@ -655,17 +706,18 @@ void emit_maxpool(Emitter *e, const Node *n)
  * pre-activation data are a coin toss for the branch predictor): t is
  * the window's element p*KW+q, arg the first t holding its maximum, and
  * at (the input index of element t) is what the caller scatters to. */
-static void window_argmax(Emitter *e, const Pool *p, const char *indent)
+static void window_argmax(Emitter *e, const Pool *p, const char *indent, const char *plus)
 {
-    /* With padding, arg stays -1 when no element inside x beats -inf. */
+    /* With padding, arg stays -1 when no element inside x beats -inf; plus
+     * is " + b[c]" when a convolution's bias was moved in (rewrite.c). */
     fn(e, "%sfloat best = -INFINITY;\n"
           "%sint arg = %d;\n", indent, indent, p->ph > 0 || p->pw > 0 ? -1 : 0);
     window_loops(e, p, indent);
-    fn(e, "%s        const float v = x[in + h * %lld + w];\n"
+    fn(e, "%s        const float v = x[in + h * %lld + w]%s;\n"
           "%s        arg = v > best ? p * %lld + q : arg;\n"
           "%s        best = v > best ? v : best;\n"
           "%s    }\n",
-       indent, (long long)p->w, indent, (long long)p->kw, indent, indent);
+       indent, (long long)p->w, plus, indent, (long long)p->kw, indent, indent);
 }
 
 void emit_maxpool_dx(Emitter *e, const Node *n)
@@ -676,26 +728,41 @@ void emit_maxpool_dx(Emitter *e, const Node *n)
      * first maximum and 0 elsewhere, and only the elements no window
      * covers (the last rows and columns when the size is not a multiple
      * of the window) are cleared; no clearing pass, no accumulation. */
-    const bool tiled = p.sh == p.kh && p.sw == p.kw && p.ph == 0 && p.pw == 0;
+    const bool tiled = pool_tiled(&p);
     /* With a relu fused in (rewrite.c), a window passes dy on only where
      * its maximum is positive (relu' of the maximum). dy is read either
      * way: a load under the condition would be a branch, and the sign of
-     * a maximum is a coin toss for the predictor. */
-    const bool relu = n->attr.relu;
-    const char *g_text = relu ? "best > 0.0f ? d : 0.0f" : "d";
+     * a maximum is a coin toss for the predictor. With a convolution's
+     * bias moved in (the third input), the maxima are of x + b, as in
+     * the layers as written: the same first maximum even where adding b
+     * rounds two elements of a window to one value. */
+    const bool relu = n->attr.relu, bias = n->nin > 2;
+    const char *g_text = relu ? "best > 0.0f ? d : 0.0f" : "d", *plus = bias ? " + b[c]" : "";
+    const Node *db = fused_bias_db(e, n);
     header(e, n, relu ? "gradient of maxpool, then relu" : "gradient of maxpool",
-           arena_printf(e->g->arena, "%s%s",
+           arena_printf(e->g->arena, "%s%s%s%s",
                         tiled ? " *   dx[s,c,h,w] = g[s,c,i,j] if x[s,c,h,w] is the first maximum of window (i,j), else 0\n"
                                 " *   (the windows do not overlap)\n"
                               : " *   dx[s,c,h,w] = sum of g[s,c,i,j] over the windows whose first maximum is x[s,c,h,w]\n",
                         relu ? " *   with g = dy where the window's maximum is > 0 (relu'), else 0\n"
-                             : " *   with g = dy\n"));
+                             : " *   with g = dy\n",
+                        bias ? " *   and the maxima of x + b[c], b the convolution's bias (added in the pooling)\n" : "",
+                        !db ? ""
+                            : arena_printf(e->g->arena,
+                                           " *   and %s, the sum of dx over all but the channel axis:\n"
+                                           " *   db[c] += sum over s, i, j of g[s,c,i,j]\n",
+                                           db->out->name)));
     fn(e, "static void %s(const float *restrict dy, const float *restrict x,\n"
-          "    float *restrict dx, int s0, int s1)\n{\n", fn_name(e, n));
+          "    %sfloat *restrict dx, %sint s0, int s1)\n{\n", fn_name(e, n),
+       bias ? "const float *restrict b, " : "", db ? "float *restrict db, " : "");
     if (!tiled)
         fn(e, "    memset(dx + (size_t)s0 * %lld, 0, (size_t)(s1 - s0) * %lld * sizeof(float));\n",
            (long long)(p.c * p.h * p.w), (long long)(p.c * p.h * p.w));
-    pool_outer(e, &p);
+    /* The channel's sums of g by column, gs[j] += g: a sum across j would
+     * be a chain the compiler may not vectorise (float addition is not
+     * associative), one per j is not. */
+    pool_outer(e, &p, db ? arena_printf(e->g->arena, "            float gs[%lld] = {0.0f};\n", (long long)p.ow)
+                         : NULL);
     if (tiled) {
         /* The maximum first, then each element's share: 1 for the first
          * element equal to it, 0 for the others; comparisons turned into
@@ -705,20 +772,21 @@ void emit_maxpool_dx(Emitter *e, const Node *n)
          * gradient has already ruined the step.) */
         fn(e, "                    float best = -INFINITY;\n");
         window_loops(e, &p, "                    ");
-        fn(e, "                            const float v = x[in + h * %lld + w];\n"
+        fn(e, "                            const float v = x[in + h * %lld + w]%s;\n"
               "                            best = v > best ? v : best;\n"
               "                        }\n"
               "                    const float d = dy[out + i * %lld + j];\n"
               "                    const float g = %s;\n"
+              "%s"
               "                    float left = 1.0f; /* until the first maximum */\n",
-           (long long)p.w, (long long)p.ow, g_text);
+           (long long)p.w, plus, (long long)p.ow, g_text, db ? "                    gs[j] += g;\n" : "");
         window_loops(e, &p, "                    ");
-        fn(e, "                            const float hit = left * (float)(x[in + h * %lld + w] == best);\n"
+        fn(e, "                            const float hit = left * (float)(x[in + h * %lld + w]%s == best);\n"
               "                            dx[in + h * %lld + w] = g * hit;\n"
               "                            left -= hit;\n"
               "                        }\n"
               "                }\n",
-           (long long)p.w, (long long)p.w);
+           (long long)p.w, plus, (long long)p.w);
         if (p.ow * p.kw < p.w)
             fn(e, "            for (int h = 0; h < %lld; h++)\n"
                   "                for (int w = %lld; w < %lld; w++)\n"
@@ -727,9 +795,14 @@ void emit_maxpool_dx(Emitter *e, const Node *n)
         if (p.oh * p.kh < p.h)
             fn(e, "            memset(dx + in + %lld, 0, %lld * sizeof(float));\n",
                (long long)(p.oh * p.kh * p.w), (long long)((p.h - p.oh * p.kh) * p.w));
+        if (db)
+            fn(e, "            float sum = 0.0f;\n"
+                  "            for (int j = 0; j < %lld; j++)\n"
+                  "                sum += gs[j];\n"
+                  "            db[c] += sum;\n", (long long)p.ow);
         fn(e, "        }\n}\n");
     } else {
-        window_argmax(e, &p, "                    ");
+        window_argmax(e, &p, "                    ", plus);
         fn(e, "                    const float d = dy[out + i * %lld + j];\n"
               "                    const float g = %s;\n", (long long)p.ow, g_text);
         fn(e, "                    %sdx[in + (i * %lld - %lld + arg / %lld) * %lld + j * %lld - %lld + arg %% %lld] += g;\n"
@@ -739,7 +812,7 @@ void emit_maxpool_dx(Emitter *e, const Node *n)
            (long long)p.sh, (long long)p.ph, (long long)p.kw, (long long)p.w, (long long)p.sw,
            (long long)p.pw, (long long)p.kw);
     }
-    call(e, n, "s0, s1");
+    call(e, n, db ? arena_printf(e->g->arena, "%s + gp, s0, s1", ref(e, db->out)) : "s0, s1");
 }
 
 void emit_avgpool(Emitter *e, const Node *n)
@@ -751,7 +824,7 @@ void emit_avgpool(Emitter *e, const Node *n)
                         " *   (PyTorch's AvgPool2d default, count_include_pad=True)\n",
                         (long long)(p.kh * p.kw)));
     fn(e, "static void %s(const float *restrict x, float *restrict y, int s0, int s1)\n{\n", fn_name(e, n));
-    pool_outer(e, &p);
+    pool_outer(e, &p, NULL);
     fn(e, "                    float sum = 0.0f;\n");
     window_loops(e, &p, "                    ");
     fn(e, "                            sum += x[in + h * %lld + w];\n"
@@ -772,7 +845,7 @@ void emit_avgpool_dx(Emitter *e, const Node *n)
     fn(e, "static void %s(const float *restrict dy, float *restrict dx, int s0, int s1)\n{\n", fn_name(e, n));
     fn(e, "    memset(dx + (size_t)s0 * %lld, 0, (size_t)(s1 - s0) * %lld * sizeof(float));\n",
        (long long)(p.c * p.h * p.w), (long long)(p.c * p.h * p.w));
-    pool_outer(e, &p);
+    pool_outer(e, &p, NULL);
     fn(e, "                    const float g = dy[out + i * %lld + j] * (1.0f / %lld);\n",
        (long long)p.ow, (long long)(p.kh * p.kw));
     window_loops(e, &p, "                    ");

@@ -62,10 +62,11 @@ static void emit_grad(Graph *g, Op op, Tensor *of, Tensor **ins, int nin, Attrs 
 void grad_affine(Graph *g, Node *n)
 {
     bool conv = n->op == OP_CONV2D;
-    Tensor *dy = n->out->grad, *x = n->in[0], *w = n->in[1], *b = n->in[2];
+    Tensor *dy = n->out->grad, *x = n->in[0], *w = n->in[1];
     Tensor *dw_in[2] = {dy, x}, *db_in[1] = {dy};
     emit_grad(g, conv ? OP_CONV2D_DW : OP_DENSE_DW, w, dw_in, 2, n->attr, n);
-    emit_grad(g, OP_BIAS_DB, b, db_in, 1, n->attr, n);
+    if (n->nin > 2) /* else a max pooling adds the bias (rewrite.c) */
+        emit_grad(g, OP_BIAS_DB, n->in[2], db_in, 1, n->attr, n);
     if (needs_grad(x)) {
         Tensor *dx_in[2] = {dy, w};
         emit_grad(g, conv ? OP_CONV2D_DX : OP_DENSE_DX, x, dx_in, 2, n->attr, n);
@@ -73,12 +74,21 @@ void grad_affine(Graph *g, Node *n)
 }
 
 /* dx routes each dy to the window's maximum, found again in x (with a
- * relu fused in, only where that maximum is positive). */
+ * relu fused in, only where that maximum is positive). With a
+ * convolution's bias moved in (rewrite.c), y = max(x + b): the maxima are
+ * found again in x + b, and db is dx summed over all but the channel
+ * axis, as the convolution's own bias gradient would be. */
 void grad_maxpool(Graph *g, Node *n)
 {
-    Tensor *in[2] = {n->out->grad, n->in[0]};
-    if (needs_grad(n->in[0]))
-        emit_grad(g, OP_MAXPOOL_DX, n->in[0], in, 2, n->attr, n);
+    const bool bias = n->nin > 1;
+    Tensor *in[3] = {n->out->grad, n->in[0], bias ? n->in[1] : NULL};
+    if (!needs_grad(n->in[0]))
+        return;
+    emit_grad(g, OP_MAXPOOL_DX, n->in[0], in, bias ? 3 : 2, n->attr, n);
+    if (bias) {
+        Tensor *db_in[1] = {n->in[0]->grad};
+        emit_grad(g, OP_BIAS_DB, n->in[1], db_in, 1, n->attr, n);
+    }
 }
 
 /* dx spreads each dy evenly over its window. */

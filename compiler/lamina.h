@@ -525,8 +525,9 @@ bool verify_available(void);
 
 /* ---- rewrite.c ------------------------------------------------------------ */
 
-/* Exact rewrites of the forward nodes (a relu read only by a max pooling
- * moves after it). Runs after --keep marked the layers that must stay. */
+/* Exact rewrites of the forward nodes (a relu, and a convolution's bias,
+ * read only by a max pooling are applied to its maxima). Runs after --keep
+ * marked the layers that must stay. */
 void rewrite_forward(Graph *g);
 
 /* ---- grad.c --------------------------------------------------------------- */

@@ -221,12 +221,14 @@ static int64_t flops_dense(const Node *n)
 static int64_t flops_conv2d(const Node *n)
 {
     const Shape *w = &n->in[1]->shape, *y = &n->out->shape;
-    return mul_sat(shape_elems(y), 2 * w->dim[1] * w->dim[2] * w->dim[3] + 1);
+    /* + 1 for the bias, unless rewrite.c moved it into a max pooling */
+    return mul_sat(shape_elems(y), 2 * w->dim[1] * w->dim[2] * w->dim[3] + (n->nin > 2));
 }
 
 static int64_t flops_pool(const Node *n)
 {
-    return mul_sat(shape_elems(&n->out->shape), (int64_t)n->attr.kernel[0] * n->attr.kernel[1]);
+    /* + 1 for a convolution's bias moved in (rewrite.c) */
+    return mul_sat(shape_elems(&n->out->shape), (int64_t)n->attr.kernel[0] * n->attr.kernel[1] + (n->nin > 1));
 }
 
 static int64_t flops_zero(const Node *n)

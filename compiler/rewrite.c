@@ -1,27 +1,46 @@
 /*
  * rewrite.c — exact rewrites of the forward IR, before differentiation.
  *
- * One so far: a relu that is only read by a max pooling is fused into
- * it, applied to the window's maximum instead of to every element,
+ * Two, both about a max pooling and what feeds it.
  *
- *     %a = relu(%x)
- *     %p = maxpool(%a)      ->    %p = maxpool(%x) relu
+ * 1. A relu that is only read by a max pooling is fused into it, applied
+ *    to the window's maximum instead of to every element,
  *
- * relu is monotone, so max(relu(x)) = relu(max(x)) value for value, and
- * the gradients agree too: where the window's maximum is positive, its
- * first maximum is the same element in x and in relu(x) and relu' is 1
- * there; where it is not, relu' is 0 in both orders. The relu then costs
- * nothing (one comparison per window, in the pooling's loop), and the
- * large activation before pooling and its gradient are never stored:
- * for the Keras-style CNN that is two passes over its largest tensor in
- * each direction, and one more over the pooled one. tanh and sigmoid are
- * monotone too, but not strictly in float (distinct inputs round to the
- * same output, and a tie would move the gradient to another element), so
- * only relu is fused.
+ *        %a = relu(%x)
+ *        %p = maxpool(%a)      ->    %p = maxpool(%x) relu
  *
- * The pooling keeps its name, output and location; its node notes the
- * fusion (print.c prints it), and its attribute relu says it. The relu's
- * node and tensor leave the graph.
+ *    relu is monotone, so max(relu(x)) = relu(max(x)) value for value, and
+ *    the gradients agree too: where the window's maximum is positive, its
+ *    first maximum is the same element in x and in relu(x) and relu' is 1
+ *    there; where it is not, relu' is 0 in both orders. The relu then costs
+ *    nothing (one comparison per window, in the pooling's loop), and the
+ *    large activation before pooling and its gradient are never stored:
+ *    for the Keras-style CNN that is two passes over its largest tensor in
+ *    each direction, and one more over the pooled one. tanh and sigmoid are
+ *    monotone too, but not strictly in float (distinct inputs round to the
+ *    same output, and a tie would move the gradient to another element), so
+ *    only relu is fused.
+ *
+ * 2. The bias of a convolution whose output only a max pooling reads is
+ *    added after the maximum, to one element per window instead of to
+ *    every element,
+ *
+ *        %y = conv2d(%x, @w, @b)            %y = conv2d(%x, @w)
+ *        %p = maxpool(%y) [relu]      ->    %p = maxpool(%y, @b) [relu]
+ *
+ *    max(y + b) = max(y) + b, and in float too: rounding y + b is monotone
+ *    in y, so the largest rounded sum is the rounded sum of the largest y.
+ *    The convolution's product then writes its output instead of adding to
+ *    a copy of the bias (no pass to lay the bias out, no read of it), and
+ *    the bias's gradient, the sum of the output's gradient, is the sum of
+ *    the pooling's gradient over its windows (grad.c, emit_c.c). Backward
+ *    looks for each window's first maximum in y + b, as the layers as
+ *    written do: where adding b rounds two elements to one value, the
+ *    gradient goes to the same one.
+ *
+ * The pooling keeps its name, output and location; its node notes a fused
+ * relu, the convolution's node notes where its bias went (print.c prints
+ * both). The relu's node and tensor leave the graph.
  */
 #include "lamina.h"
 
@@ -80,6 +99,17 @@ static void fuse_relu_into_maxpool(Graph *g, Node *act, Node *pool)
     remove_node(g, act);
 }
 
+/* conv2d(x, W, b) then maxpool  ->  conv2d(x, W) then maxpool(., b): the
+ * pooling adds the bias to each window's maximum. */
+static void move_bias_into_maxpool(Graph *g, Node *conv, Node *pool)
+{
+    const Layer *to = g->layers.items[pool->layer];
+    pool->in[pool->nin++] = conv->in[2];
+    conv->nin = 2;
+    conv->note = arena_printf(g->arena, "its bias is added by %s, after the window's maximum: max(y + b) = max(y) + b",
+                              to->name);
+}
+
 void rewrite_forward(Graph *g)
 {
     for (int i = 0; i + 1 < g->nforward; i++) {
@@ -87,5 +117,11 @@ void rewrite_forward(Graph *g)
         if (act->op == OP_RELU && next->op == OP_MAXPOOL && !next->attr.relu &&
             next->in[0] == act->out && act->layer != next->layer && only_read_by(g, act->out, next))
             fuse_relu_into_maxpool(g, act, next);
+    }
+    for (int i = 0; i + 1 < g->nforward; i++) {
+        Node *conv = g->nodes.items[i], *pool = g->nodes.items[i + 1];
+        if (conv->op == OP_CONV2D && conv->nin == 3 && pool->op == OP_MAXPOOL && pool->nin == 1 &&
+            pool->in[0] == conv->out && only_read_by(g, conv->out, pool))
+            move_bias_into_maxpool(g, conv, pool);
     }
 }

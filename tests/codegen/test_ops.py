@@ -72,11 +72,16 @@ def gen_pool(op):
         stxt, _ = pair(r, 1, 3)
         ph, pw = r.randint(0, kh // 2), r.randint(0, kw // 2)
         ptxt = str(ph) if ph == pw else "[%d, %d]" % (ph, pw)
-        layers = ["input x[%d, %d, %d]" % (c, h, w),
-                  "%s p(%s, stride=%s, pad=%s)" % (op, ktxt, stxt, ptxt),
-                  "flatten", "dense out(%d)" % r.randint(2, 5)]
+        before = []
+        if r.random() < 0.5:
+            # laminac adds a convolution's bias after a max pooling (rewrite.c)
+            k = r.choice([1, 3])
+            before.append("conv2d c(%d, kernel=%d, pad=%d)" % (r.randint(1, 4), k, k // 2))
         if op == "maxpool" and r.random() < 0.5:
-            layers.insert(1, "relu")  # laminac moves it after the pooling (rewrite.c)
+            before.append("relu")  # laminac applies it to the maxima (rewrite.c)
+        layers = (["input x[%d, %d, %d]" % (c, h, w)] + before +
+                  ["%s p(%s, stride=%s, pad=%s)" % (op, ktxt, stxt, ptxt),
+                   "flatten", "dense out(%d)" % r.randint(2, 5)])
         return layers, "softmax_cross_entropy"
     return g
 

@@ -8,8 +8,9 @@
 #   dot      `laminac --emit=dot` is a graph Graphviz renders (dot -Tsvg);
 #   summary  `laminac --summary` succeeds and prints the parameter total.
 #   as written  `laminac --emit=ir --no-rewrite examples/cnn.lam` is
-#            tests/ir/cnn.as-written: the IR before rewrite.c moved the
-#            relus after the poolings (the golden of the layers as written).
+#            tests/ir/cnn.as-written: the IR before rewrite.c applied the
+#            relus and the convolutions' biases to the poolings' maxima (the
+#            golden of the layers as written).
 # Each example needs a golden, and each golden an example.
 # LAMINAC=path overrides the compiler (default: ./laminac).
 set -u
