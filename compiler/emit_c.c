@@ -496,32 +496,72 @@ void emit_conv2d(Emitter *e, const Node *n)
  * window (c,p,q) contiguously. The weight gradient multiplies dy by it
  * untransposed, which OpenBLAS runs faster than dy times im2col's
  * columns transposed (the CNN's conv2: about 75 -> 95 GFLOP/s here). */
+/* im2row copies each window row, KW floats, as `wide` floats (the next
+ * power of two: one vector move instead of a vector and a remainder) in
+ * rows 0 <= r < the number returned. The extra floats land on the slots
+ * after it, which are written later (the next window row, or the next
+ * row's first); they stop before the last row, whose extras would leave
+ * the rows, and before the first row whose copy would read past the
+ * sample's x (or xp). */
+static int64_t im2row_wide_rows(const Conv *c, int64_t wide, int64_t hp, int64_t wp)
+{
+    for (int64_t r = 0; r < c->cols; r++) {
+        int64_t i = r / c->ow, j = r % c->ow;
+        int64_t last_read = ((c->c - 1) * hp + i * c->sh + c->kh - 1) * wp + j * c->sw + wide - 1;
+        if (r == c->cols - 1 || last_read >= c->c * hp * wp)
+            return r;
+    }
+    return c->cols;
+}
+
 static void emit_im2row(Emitter *e, const Conv *c)
 {
     const bool padded = c->ph > 0 || c->pw > 0;
     const int64_t hp = c->h + 2 * c->ph, wp = c->w + 2 * c->pw;
+    int64_t wide = 1;
+    while (wide < c->kw)
+        wide *= 2;
+    const int64_t nwide = wide > c->kw && wide <= 16 ? im2row_wide_rows(c, wide, padded ? hp : c->h, padded ? wp : c->w) : 0;
     fn(e, "\n/* Unfolds one sample x[%lld,%lld,%lld] into %lld rows of %lld, one row per output\n"
-          " * position (i,j): element (c,p,q) is x[c, i*%lld-%lld+p, j*%lld-%lld+q]%s. */\n",
+          " * position (i,j): element (c,p,q) is x[c, i*%lld-%lld+p, j*%lld-%lld+q]%s.",
        (long long)c->c, (long long)c->h, (long long)c->w, (long long)c->cols, (long long)c->rows,
        (long long)c->sh, (long long)c->ph, (long long)c->sw, (long long)c->pw,
        padded ? arena_printf(e->g->arena, ", 0 outside x\n * (read from xp[%lld,%lld,%lld], x with a border of zeros, after the rows)",
                              (long long)c->c, (long long)hp, (long long)wp)
               : "");
+    if (nwide)
+        fn(e, "\n * Rows before %lld copy each window row (%lld floats) as %lld, one vector move: the\n"
+              " * extra floats land on slots written after them (the last row, whose extras\n"
+              " * would leave the rows, and any row whose copy would read past %s, copy %lld).",
+           (long long)nwide, (long long)c->kw, (long long)wide, padded ? "xp" : "x", (long long)c->kw);
+    fn(e, " */\n");
     fn(e, "static void im2row_%s(const float *restrict x, float *restrict rows)\n{\n", c->name);
     if (padded)
         emit_pad_copy(e, c, arena_printf(e->g->arena, "rows + %lld", (long long)(c->rows * c->cols)));
+    const char *src = padded ? "xp" : "x";
+    const long long sh = padded ? hp : c->h, sw = padded ? wp : c->w;
     fn(e, "    for (int i = 0; i < %lld; i++)\n"
           "        for (int j = 0; j < %lld; j++) {\n"
-          "            float *row = rows + (size_t)(i * %lld + j) * %lld;\n"
-          "            for (int c = 0; c < %lld; c++)\n"
-          "                for (int p = 0; p < %lld; p++)\n"
-          "                    for (int q = 0; q < %lld; q++)\n"
-          "                        row[(c * %lld + p) * %lld + q] = %s[(c * %lld + %s) * %lld + %s];\n"
+          "            float *row = rows + (size_t)(i * %lld + j) * %lld;\n",
+       (long long)c->oh, (long long)c->ow, (long long)c->ow, (long long)c->rows);
+    const char *in = nwide ? "    " : "";
+    if (nwide)
+        fn(e, "            if (i * %lld + j < %lld)\n"
+              "                for (int c = 0; c < %lld; c++)\n"
+              "                    for (int p = 0; p < %lld; p++)\n"
+              "                        memcpy(row + (c * %lld + p) * %lld, %s + (c * %lld + %s) * %lld + %s, %lld * sizeof(float));\n"
+              "            else\n",
+           (long long)c->ow, (long long)nwide, (long long)c->c, (long long)c->kh, (long long)c->kh,
+           (long long)c->kw, src, sh, index_expr(e, "i", (int)c->sh, 0, "p"), sw,
+           c->sw == 1 ? "j" : arena_printf(e->g->arena, "j * %lld", (long long)c->sw), (long long)wide);
+    fn(e, "%s            for (int c = 0; c < %lld; c++)\n"
+          "%s                for (int p = 0; p < %lld; p++)\n"
+          "%s                    for (int q = 0; q < %lld; q++)\n"
+          "%s                        row[(c * %lld + p) * %lld + q] = %s[(c * %lld + %s) * %lld + %s];\n"
           "        }\n}\n",
-       (long long)c->oh, (long long)c->ow, (long long)c->ow, (long long)c->rows, (long long)c->c,
-       (long long)c->kh, (long long)c->kw, (long long)c->kh, (long long)c->kw, padded ? "xp" : "x",
-       (long long)(padded ? hp : c->h), index_expr(e, "i", (int)c->sh, 0, "p"),
-       (long long)(padded ? wp : c->w), index_expr(e, "j", (int)c->sw, 0, "q"));
+       in, (long long)c->c, in, (long long)c->kh, in, (long long)c->kw, in, (long long)c->kh,
+       (long long)c->kw, src, sh, index_expr(e, "i", (int)c->sh, 0, "p"), sw,
+       index_expr(e, "j", (int)c->sw, 0, "q"));
 }
 
 void emit_conv2d_dw(Emitter *e, const Node *n)
