@@ -492,10 +492,6 @@ void emit_conv2d(Emitter *e, const Node *n)
     call(e, n, scratch_arg(e, n));
 }
 
-/* The transpose of im2col: one row per output position, holding its
- * window (c,p,q) contiguously. The weight gradient multiplies dy by it
- * untransposed, which OpenBLAS runs faster than dy times im2col's
- * columns transposed (the CNN's conv2: about 75 -> 95 GFLOP/s here). */
 /* im2row copies each window row, KW floats, as `wide` floats (the next
  * power of two: one vector move instead of a vector and a remainder) in
  * rows 0 <= r < the number returned. The extra floats land on the slots
@@ -514,6 +510,10 @@ static int64_t im2row_wide_rows(const Conv *c, int64_t wide, int64_t hp, int64_t
     return c->cols;
 }
 
+/* The transpose of im2col: one row per output position, holding its
+ * window (c,p,q) contiguously. The weight gradient multiplies dy by it
+ * untransposed, which OpenBLAS runs faster than dy times im2col's
+ * columns transposed (the CNN's conv2: about 75 -> 95 GFLOP/s here). */
 static void emit_im2row(Emitter *e, const Conv *c)
 {
     const bool padded = c->ph > 0 || c->pw > 0;
@@ -539,7 +539,7 @@ static void emit_im2row(Emitter *e, const Conv *c)
     if (padded)
         emit_pad_copy(e, c, arena_printf(e->g->arena, "rows + %lld", (long long)(c->rows * c->cols)));
     const char *src = padded ? "xp" : "x";
-    const long long sh = padded ? hp : c->h, sw = padded ? wp : c->w;
+    const long long src_h = padded ? hp : c->h, src_w = padded ? wp : c->w;
     fn(e, "    for (int i = 0; i < %lld; i++)\n"
           "        for (int j = 0; j < %lld; j++) {\n"
           "            float *row = rows + (size_t)(i * %lld + j) * %lld;\n",
@@ -552,7 +552,7 @@ static void emit_im2row(Emitter *e, const Conv *c)
               "                        memcpy(row + (c * %lld + p) * %lld, %s + (c * %lld + %s) * %lld + %s, %lld * sizeof(float));\n"
               "            else\n",
            (long long)c->ow, (long long)nwide, (long long)c->c, (long long)c->kh, (long long)c->kh,
-           (long long)c->kw, src, sh, index_expr(e, "i", (int)c->sh, 0, "p"), sw,
+           (long long)c->kw, src, src_h, index_expr(e, "i", (int)c->sh, 0, "p"), src_w,
            c->sw == 1 ? "j" : arena_printf(e->g->arena, "j * %lld", (long long)c->sw), (long long)wide);
     fn(e, "%s            for (int c = 0; c < %lld; c++)\n"
           "%s                for (int p = 0; p < %lld; p++)\n"
@@ -560,7 +560,7 @@ static void emit_im2row(Emitter *e, const Conv *c)
           "%s                        row[(c * %lld + p) * %lld + q] = %s[(c * %lld + %s) * %lld + %s];\n"
           "        }\n}\n",
        in, (long long)c->c, in, (long long)c->kh, in, (long long)c->kw, in, (long long)c->kh,
-       (long long)c->kw, src, sh, index_expr(e, "i", (int)c->sh, 0, "p"), sw,
+       (long long)c->kw, src, src_h, index_expr(e, "i", (int)c->sh, 0, "p"), src_w,
        index_expr(e, "j", (int)c->sw, 0, "q"));
 }
 
@@ -821,7 +821,8 @@ void emit_maxpool_dx(Emitter *e, const Node *n)
               "                    float left = 1.0f; /* until the first maximum */\n",
            (long long)p.w, plus, (long long)p.ow, g_text, db ? "                    gs[j] += g;\n" : "");
         window_loops(e, &p, "                    ");
-        fn(e, "                            const float hit = left * (float)(x[in + h * %lld + w]%s == best);\n"
+        fn(e, "                            const float v = x[in + h * %lld + w]%s;\n"
+              "                            const float hit = left * (float)(v == best);\n"
               "                            dx[in + h * %lld + w] = g * hit;\n"
               "                            left -= hit;\n"
               "                        }\n"

@@ -85,9 +85,10 @@ void grad_maxpool(Graph *g, Node *n)
     if (!needs_grad(n->in[0]))
         return;
     emit_grad(g, OP_MAXPOOL_DX, n->in[0], in, bias ? 3 : 2, n->attr, n);
-    if (bias) {
+    if (bias) { /* the convolution's bias: its layer, its line */
+        const Node *conv = n->in[0]->def;
         Tensor *db_in[1] = {n->in[0]->grad};
-        emit_grad(g, OP_BIAS_DB, n->in[1], db_in, 1, n->attr, n);
+        emit_grad(g, OP_BIAS_DB, n->in[1], db_in, 1, conv->attr, conv);
     }
 }
 

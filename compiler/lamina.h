@@ -235,7 +235,10 @@ typedef struct Shape {
  * functions (shape and FLOPs in ops.c, gradient in grad.c, C in emit_c.c).
  * A shape rule of 0: the op's builder sets the shape (backward ops take it
  * from the tensor they differentiate). A gradient rule of 0: the op is
- * itself part of the backward pass. */
+ * itself part of the backward pass. `inputs` is the count as lowered:
+ * rewrite.c can move a conv2d's bias (its third input) into the maxpool
+ * that reads it, as that pooling's second input, and then maxpool_dx
+ * takes it as a third. */
 #define LM_OPS(X)                                                                                      \
     /* forward: layers */                                                                              \
     X(DENSE, "dense", 3, OPK_LAYER, shape_dense, flops_dense, grad_affine, emit_dense)                  \
@@ -263,7 +266,7 @@ typedef struct Shape {
     X(BIAS_DB, "bias_db", 1, OPK_GRAD, 0, flops_zero, 0, emit_bias_db)        /* dy -> db[O] */         \
     X(CONV2D_DX, "conv2d_dx", 2, OPK_GRAD, 0, flops_zero, 0, emit_conv2d_dx)  /* dy, W -> dx */         \
     X(CONV2D_DW, "conv2d_dw", 2, OPK_GRAD, 0, flops_zero, 0, emit_conv2d_dw)  /* dy, x -> dW */         \
-    X(MAXPOOL_DX, "maxpool_dx", 2, OPK_GRAD, 0, flops_zero, 0, emit_maxpool_dx) /* dy, x -> dx */       \
+    X(MAXPOOL_DX, "maxpool_dx", 2, OPK_GRAD, 0, flops_zero, 0, emit_maxpool_dx) /* dy, x[, b] -> dx */  \
     X(AVGPOOL_DX, "avgpool_dx", 1, OPK_GRAD, 0, flops_zero, 0, emit_avgpool_dx) /* dy -> dx */          \
     X(RESHAPE_DX, "reshape_dx", 1, OPK_GRAD, 0, flops_zero, 0, emit_view)     /* dy -> dx, a view */    \
     X(DROPOUT_DX, "dropout_dx", 1, OPK_GRAD, 0, flops_zero, 0, emit_dropout_dx) /* dy -> dx */          \

@@ -33,7 +33,8 @@
  *    The convolution's product then writes its output instead of adding to
  *    a copy of the bias (no pass to lay the bias out, no read of it), and
  *    the bias's gradient, the sum of the output's gradient, is the sum of
- *    the pooling's gradient over its windows (grad.c, emit_c.c). Backward
+ *    what each window passes on (dy, or 0 where a fused relu stops it),
+ *    taken in the pooling's backward loop (grad.c, emit_c.c). Backward
  *    looks for each window's first maximum in y + b, as the layers as
  *    written do: where adding b rounds two elements to one value, the
  *    gradient goes to the same one.
