@@ -77,6 +77,21 @@ if cfg["wait"]:
 else:
     os.environ.pop("OMP_WAIT_POLICY", None)
 
+# glibc's malloc hands a freed block of more than its thresholds back to
+# the kernel (munmap, or trimming the heap's top) and takes fresh pages,
+# zeroed on first touch, at the next step: PyTorch allocates its
+# activations and gradients anew every step, and that churn measured as
+# 20-50% of a training step here, varying from run to run (the CNN:
+# 6,200-8,700 samples/s; kept, 10,000-10,600). PyTorch's tuning guides
+# swap in another allocator; this keeps glibc's and stops the churn: no
+# mmap below 32 MB (glibc's largest allowed threshold), no trimming.
+import ctypes  # noqa: E402
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+_libc = ctypes.CDLL("libc.so.6")
+MALLOC_KEPT = (_libc.mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1 and
+               _libc.mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1)
+
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
@@ -170,9 +185,11 @@ def emit(measure, batch, value, unit, **extra):
     print(json.dumps(line), flush=True)
 
 
-settings = ("torch %s: set_num_threads(%d), OMP_NUM_THREADS=%d, OPENBLAS_NUM_THREADS=%d%s"
+settings = ("torch %s: set_num_threads(%d), OMP_NUM_THREADS=%d, OPENBLAS_NUM_THREADS=%d%s%s"
             % (torch.__version__, cfg["intra"], cfg["omp"], cfg["blas"],
-               ", OMP_WAIT_POLICY=" + cfg["wait"] if cfg["wait"] else ""))
+               ", OMP_WAIT_POLICY=" + cfg["wait"] if cfg["wait"] else "",
+               ", mallopt(M_MMAP_THRESHOLD=32 MB, M_TRIM_THRESHOLD=1 GB)" if MALLOC_KEPT
+               else ", glibc malloc defaults (mallopt failed)"))
 
 
 def bench_train(net, shape):
