@@ -159,6 +159,8 @@ def table(lines, outdir):
     end_peaks = {l["threads"]: l for l in lines
                  if l.get("measure") == "fma_peak" and l.get("phase") == "end"}
     flops = {m: float(facts["flops_" + m]) for m in MODELS if ("flops_" + m) in facts}
+    train_flops = {m: float(facts["train_flops_" + m]) for m in MODELS
+                   if facts.get("train_flops_" + m)}
 
     def series(impl, model, measure, threads):
         return [l for l in main if l.get("impl") == impl and l.get("model") == model
@@ -190,8 +192,8 @@ def table(lines, outdir):
                         speed = (ps["median"] / ls["median"] if measure == "latency"
                                  else ls["median"] / ps["median"])
                 fps = flops.get(model)
-                if fps is not None and measure == "train":
-                    fps *= 3
+                if measure == "train":  # as compiled; else the usual 3 x forward
+                    fps = train_flops.get(model, fps * 3 if fps is not None else None)
                 peak = peaks.get(t, {}).get("value")
 
                 def gflops(s):
@@ -250,8 +252,8 @@ def table(lines, outdir):
       "latency: PyTorch/lamina): the median of the ratios of each repetition's pair, run "
       "seconds apart, with their range. **peak** is the "
       "fraction of the FMA peak measured in the same run for that many threads; training counts "
-      "3 × `laminac --summary`'s forward FLOPs per sample (the usual estimate: it counts the "
-      "first layer's input gradient, which no one computes).")
+      "`laminac --summary`'s training FLOPs per sample (forward and backward as compiled: no "
+      "input gradient for the first layer; PyTorch computes none either).")
     w("")
     w("| model | measure | batch | threads | lamina | PyTorch | × (pairs) | lamina peak | PyTorch peak | lamina threads | PyTorch threads |")
     w("|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|")
@@ -293,7 +295,9 @@ def table(lines, outdir):
     w("## Issue 5's targets (one thread, batch 64 unless stated)")
     w("")
     w("**ceiling** is the best ratio this machine allows, from probes in the same run: "
-      "for inference samples/s, lamina at 100% of the FMA peak (1 / PyTorch's peak fraction); for "
+      "for training and inference samples/s, lamina at 100% of the FMA peak (1 / PyTorch's peak "
+      "fraction: the FLOPs of the computation as written, before any algorithm that needs "
+      "fewer, such as Winograd's); for "
       "batch-1 latency, the larger of that and the time to read the model's parameters once "
       "(a vectorised sum over them, hot in cache as in the latency loop: a forward pass "
       "reads every weight once). A target above its ceiling cannot be met on this machine "
@@ -312,8 +316,10 @@ def table(lines, outdir):
 
     def ceiling(r):
         """The best lamina/PyTorch ratio the probes allow, or None."""
-        if not r["pytorch"] or r["pytorch_peak"] is None or r["measure"] == "train":
-            return None  # training's FLOPs are an estimate (3 x forward): no ceiling
+        if not r["pytorch"] or r["pytorch_peak"] is None:
+            return None
+        if r["measure"] == "train" and r["model"] not in train_flops:
+            return None  # training's FLOPs only estimated (3 x forward): no ceiling
         best = 1.0 / r["pytorch_peak"]  # lamina at 100% of the FMA peak
         if r["measure"] == "latency":
             floor = weights.get(r["model"])

@@ -261,17 +261,17 @@ typedef struct Shape {
     X(MSE, "mse", 2, OPK_LOSS, shape_compare, flops_loss, 0, emit_loss)                                 \
     X(PERCEPTRON, "perceptron", 2, OPK_LOSS, shape_perceptron, flops_loss, 0, emit_loss)                \
     /* backward; the output of each is a gradient */                                                   \
-    X(DENSE_DX, "dense_dx", 2, OPK_GRAD, 0, flops_zero, 0, emit_dense_dx)     /* dy[N,O], W -> dx */    \
-    X(DENSE_DW, "dense_dw", 2, OPK_GRAD, 0, flops_zero, 0, emit_dense_dw)     /* dy, x -> dW[O,I] */    \
-    X(BIAS_DB, "bias_db", 1, OPK_GRAD, 0, flops_zero, 0, emit_bias_db)        /* dy -> db[O] */         \
-    X(CONV2D_DX, "conv2d_dx", 2, OPK_GRAD, 0, flops_zero, 0, emit_conv2d_dx)  /* dy, W -> dx */         \
-    X(CONV2D_DW, "conv2d_dw", 2, OPK_GRAD, 0, flops_zero, 0, emit_conv2d_dw)  /* dy, x -> dW */         \
-    X(MAXPOOL_DX, "maxpool_dx", 2, OPK_GRAD, 0, flops_zero, 0, emit_maxpool_dx) /* dy, x[, b] -> dx */  \
-    X(AVGPOOL_DX, "avgpool_dx", 1, OPK_GRAD, 0, flops_zero, 0, emit_avgpool_dx) /* dy -> dx */          \
-    X(RESHAPE_DX, "reshape_dx", 1, OPK_GRAD, 0, flops_zero, 0, emit_view)     /* dy -> dx, a view */    \
-    X(DROPOUT_DX, "dropout_dx", 1, OPK_GRAD, 0, flops_zero, 0, emit_dropout_dx) /* dy -> dx */          \
-    X(ACT_DX, "act_dx", 2, OPK_GRAD, 0, flops_zero, 0, emit_act_dx)  /* dy, y (or x) -> dx */           \
-    X(LOSS_DX, "loss_dx", 2, OPK_GRAD, 0, flops_zero, 0, emit_loss_dx) /* z, target -> dz */
+    X(DENSE_DX, "dense_dx", 2, OPK_GRAD, 0, flops_dense_dx, 0, emit_dense_dx)      /* dy[N,O], W -> dx */   \
+    X(DENSE_DW, "dense_dw", 2, OPK_GRAD, 0, flops_dense_dw, 0, emit_dense_dw)      /* dy, x -> dW[O,I] */   \
+    X(BIAS_DB, "bias_db", 1, OPK_GRAD, 0, flops_elems, 0, emit_bias_db)            /* dy -> db[O] */        \
+    X(CONV2D_DX, "conv2d_dx", 2, OPK_GRAD, 0, flops_conv2d_dx, 0, emit_conv2d_dx)  /* dy, W -> dx */        \
+    X(CONV2D_DW, "conv2d_dw", 2, OPK_GRAD, 0, flops_conv2d_dw, 0, emit_conv2d_dw)  /* dy, x -> dW */        \
+    X(MAXPOOL_DX, "maxpool_dx", 2, OPK_GRAD, 0, flops_pool_dx, 0, emit_maxpool_dx) /* dy, x[, b] -> dx */   \
+    X(AVGPOOL_DX, "avgpool_dx", 1, OPK_GRAD, 0, flops_pool_dx, 0, emit_avgpool_dx) /* dy -> dx */           \
+    X(RESHAPE_DX, "reshape_dx", 1, OPK_GRAD, 0, flops_zero, 0, emit_view)          /* dy -> dx, a view */   \
+    X(DROPOUT_DX, "dropout_dx", 1, OPK_GRAD, 0, flops_elems, 0, emit_dropout_dx)   /* dy -> dx */           \
+    X(ACT_DX, "act_dx", 2, OPK_GRAD, 0, flops_act_dx, 0, emit_act_dx)              /* dy, y (or x) -> dx */ \
+    X(LOSS_DX, "loss_dx", 2, OPK_GRAD, 0, flops_loss, 0, emit_loss_dx)             /* z, target -> dz */
 
 typedef enum OpKind { OPK_LAYER, OPK_ACT, OPK_LOSS, OPK_GRAD } OpKind;
 

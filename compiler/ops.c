@@ -237,6 +237,44 @@ static int64_t flops_zero(const Node *n)
     return 0;
 }
 
+/* Backward ops, on the shapes of what they make or read:
+ *   dW = dy^T x and dx = dy W (dense), and a convolution's two products,
+ *   a multiply-add for every term of the forward product: as many FLOPs
+ *   as the forward product each; */
+static int64_t flops_dense_dw(const Node *n) /* dy[N,O], x[N,I] -> dW[O,I] */
+{
+    return mul_sat(2 * shape_elems(&n->out->shape), n->in[0]->shape.dim[0]);
+}
+
+static int64_t flops_dense_dx(const Node *n) /* dy[N,O], W[O,I] -> dx[N,I] */
+{
+    return mul_sat(2 * shape_elems(&n->out->shape), n->in[1]->shape.dim[0]);
+}
+
+static int64_t flops_conv2d_dw(const Node *n) /* dy[N,F,OH,OW], x -> dW[F,C,KH,KW] */
+{
+    const Shape *dy = &n->in[0]->shape;
+    return mul_sat(2 * shape_elems(&n->out->shape), shape_elems(dy) / dy->dim[1]);
+}
+
+static int64_t flops_conv2d_dx(const Node *n) /* dy[N,F,OH,OW], W[F,C,KH,KW] -> dx */
+{
+    const Shape *w = &n->in[1]->shape;
+    return mul_sat(2 * shape_elems(&n->in[0]->shape), shape_elems(w) / w->dim[0]);
+}
+
+/*   a pooling's gradient, its window per dy (as forward); an activation's,
+ *   2 per element (f' and the product); the loss's, 4 per element. */
+static int64_t flops_pool_dx(const Node *n)
+{
+    return mul_sat(shape_elems(&n->in[0]->shape), (int64_t)n->attr.kernel[0] * n->attr.kernel[1]);
+}
+
+static int64_t flops_act_dx(const Node *n)
+{
+    return 2 * flops_elems(n);
+}
+
 static int64_t flops_softmax(const Node *n)
 {
     return 4 * flops_elems(n);

@@ -234,6 +234,18 @@ void print_summary(FILE *f, const Graph *g, const Plan *p)
     fprintf(f, "Total params:             %s (%s)\n", commas(total_params, b1, sizeof b1),
             bytes_text(4 * total_params, b2, sizeof b2));
     fprintf(f, "Forward FLOPs per sample: %s\n", commas(total_flops, b3, sizeof b3));
+    if (g->has_grad) {
+        /* The backward nodes (grad.c), as compiled: no input gradient for
+         * the first layer unless --input-grad asked for it. */
+        int64_t train_flops = 0;
+        for (int i = g->nforward; i < g->nodes.len; i++) {
+            const Node *n = g->nodes.items[i];
+            train_flops = add_sat(train_flops, op_info[n->op].flops(n));
+        }
+        train_flops = add_sat(total_flops, train_flops / batch);
+        fprintf(f, "Training FLOPs per sample: %s (forward and backward, not the optimizer's step)\n",
+                commas(train_flops, b3, sizeof b3));
+    }
     fprintf(f, "Activations at batch %lld: %s floats (%s)\n", (long long)batch,
             commas(act_elems, b4, sizeof b4), bytes_text(4 * act_elems, b1, sizeof b1));
     if (!p)

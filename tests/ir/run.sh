@@ -48,6 +48,20 @@ for lam in examples/*.lam tests/ir/*.lam; do
         head -n 20 "$err"
     fi
 done
+# Training FLOPs of the MLP (784 -> 256 relu -> 128 relu -> 10, softmax
+# cross-entropy on the logits), from the definitions in the README: dense
+# units*(2*in + 1), an activation 1 and its gradient 2 per element, the
+# loss and its gradient 4 per logit; backward dW and dx 2*in*out each (no
+# dx for the first layer), db 1 per unit.
+fwd=$((256 * (2 * 784 + 1) + 256 + 128 * (2 * 256 + 1) + 128 + 10 * (2 * 128 + 1) + 4 * 10))
+bwd=$((4 * 10 + 2 * 128 * 10 * 2 + 10 + 2 * 128 + 2 * 256 * 128 * 2 + 128 + 2 * 256 + 2 * 784 * 256 + 256))
+want=$(printf "%d" $((fwd + bwd)) | sed ':a;s/\B[0-9]\{3\}\>/,&/;ta')
+if "$laminac" --summary examples/mlp.lam 2>"$err" | grep -q "^Training FLOPs per sample: $want "; then
+    ok "mlp summary: training FLOPs $want, counted by hand"
+else
+    bad "mlp summary: training FLOPs are not $want"
+    "$laminac" --summary examples/mlp.lam | grep FLOPs
+fi
 if "$laminac" --emit=ir --no-rewrite examples/cnn.lam >"$out" 2>"$err" &&
    cmp -s tests/ir/cnn.as-written "$out"; then
     ok "cnn ir --no-rewrite: the layers as written"
