@@ -172,8 +172,9 @@ fact alexnet_reps "$AREPS"
 fact seconds "$SECS"
 fact warmup "$WARM"
 for m in $MODELS; do
-    fact "flops_$m" "$(./laminac --summary "examples/$m.lam" | sed -n 's/^Forward FLOPs per sample: //p' | tr -d ',')"
-    fact "train_flops_$m" "$(./laminac --summary "examples/$m.lam" | sed -n 's/^Training FLOPs per sample: \([0-9,]*\).*/\1/p' | tr -d ',')"
+    summary=$(./laminac --summary "examples/$m.lam")
+    fact "flops_$m" "$(echo "$summary" | sed -n 's/^Forward FLOPs per sample: //p' | tr -d ',')"
+    fact "train_flops_$m" "$(echo "$summary" | sed -n 's/^Training FLOPs per sample: \([0-9,]*\).*/\1/p' | tr -d ',')"
 done
 echo "== $(cut -d' ' -f1-3 /proc/loadavg) load average; $(grep -c . "$RAW") facts recorded"
 
