@@ -82,7 +82,7 @@ else:
 # zeroed on first touch, at the next step: PyTorch allocates its
 # activations and gradients anew every step, and that churn measured as
 # 20-50% of a training step here, varying from run to run (the CNN:
-# 6,200-8,700 samples/s; kept, 10,000-10,600). PyTorch's tuning guides
+# 6,200-8,700 samples/s; kept, 10,000-11,000). PyTorch's tuning guides
 # swap in another allocator; this keeps glibc's and stops the churn: no
 # mmap below 32 MB (glibc's largest allowed threshold), no trimming.
 import ctypes  # noqa: E402

@@ -237,10 +237,10 @@ static int64_t flops_zero(const Node *n)
     return 0;
 }
 
-/* Backward ops, on the shapes of what they make or read:
- *   dW = dy^T x and dx = dy W (dense), and a convolution's two products,
- *   a multiply-add for every term of the forward product: as many FLOPs
- *   as the forward product each; */
+/* Backward ops, from the shapes of what they make or read. The gradient
+ * products (dW = dy^T x and dx = dy W for a dense layer, and a
+ * convolution's two) take a multiply-add for every term of the forward
+ * product: as many FLOPs as it each. */
 static int64_t flops_dense_dw(const Node *n) /* dy[N,O], x[N,I] -> dW[O,I] */
 {
     return mul_sat(2 * shape_elems(&n->out->shape), n->in[0]->shape.dim[0]);
@@ -263,13 +263,14 @@ static int64_t flops_conv2d_dx(const Node *n) /* dy[N,F,OH,OW], W[F,C,KH,KW] -> 
     return mul_sat(2 * shape_elems(&n->in[0]->shape), shape_elems(w) / w->dim[0]);
 }
 
-/*   a pooling's gradient, its window per dy (as forward); an activation's,
- *   2 per element (f' and the product); the loss's, 4 per element. */
+/* A pooling's gradient: its window per dy, as forward. */
 static int64_t flops_pool_dx(const Node *n)
 {
     return mul_sat(shape_elems(&n->in[0]->shape), (int64_t)n->attr.kernel[0] * n->attr.kernel[1]);
 }
 
+/* An activation's gradient: 2 per element, f' and the product. (The
+ * loss's gradient counts as the loss, 4 per element: flops_loss.) */
 static int64_t flops_act_dx(const Node *n)
 {
     return 2 * flops_elems(n);
