@@ -385,6 +385,28 @@ static void emit_pad_copy(Emitter *e, const Conv *c, const char *at)
 
 static void emit_im2col(Emitter *e, const Conv *c)
 {
+    /* With stride 1 a window row is OW contiguous floats of x: one memcpy,
+     * which the C compiler inlines as vector moves without the overlap
+     * checks it puts around a copy loop (both pointers come from col).
+     * LeNet-5 training +2-4% here. */
+    if (c->ph == 0 && c->pw == 0 && c->sw == 1) {
+        fn(e, "\n/* Unfolds one sample x[%lld,%lld,%lld] into %lld rows of %lld columns, ld apart:\n"
+              " * row (c,p,q) holds x[c, i*%lld+p, j+q] for every output position (i,j). */\n",
+           (long long)c->c, (long long)c->h, (long long)c->w, (long long)c->rows, (long long)c->cols,
+           (long long)c->sh);
+        fn(e, "static void im2col_%s(const float *restrict x, float *restrict col, int ld)\n{\n"
+              "    for (int c = 0; c < %lld; c++)\n"
+              "        for (int p = 0; p < %lld; p++)\n"
+              "            for (int q = 0; q < %lld; q++) {\n"
+              "                float *row = col + (size_t)((c * %lld + p) * %lld + q) * ld;\n"
+              "                for (int i = 0; i < %lld; i++)\n"
+              "                    memcpy(row + i * %lld, x + (c * %lld + %s) * %lld + q, %lld * sizeof(float));\n"
+              "            }\n}\n",
+           c->name, (long long)c->c, (long long)c->kh, (long long)c->kw, (long long)c->kh,
+           (long long)c->kw, (long long)c->oh, (long long)c->ow, (long long)c->h,
+           index_expr(e, "i", (int)c->sh, 0, "p"), (long long)c->w, (long long)c->ow);
+        return;
+    }
     if (c->ph == 0 && c->pw == 0) {
         fn(e, "\n/* Unfolds one sample x[%lld,%lld,%lld] into %lld rows of %lld columns, ld apart:\n"
               " * row (c,p,q) holds x[c, i*%lld+p, j*%lld+q] for every output position (i,j). */\n",
@@ -420,14 +442,18 @@ static void emit_im2col(Emitter *e, const Conv *c)
           "            for (int q = 0; q < %lld; q++) {\n"
           "                float *row = col + (size_t)((c * %lld + p) * %lld + q) * ld;\n"
           "                for (int i = 0; i < %lld; i++) {\n"
-          "                    const float *in = xp + (c * %lld + %s) * %lld;\n"
-          "                    for (int j = 0; j < %lld; j++)\n"
-          "                        row[i * %lld + j] = in[%s];\n"
-          "                }\n"
-          "            }\n}\n",
+          "                    const float *in = xp + (c * %lld + %s) * %lld;\n",
        (long long)c->c, (long long)c->kh, (long long)c->kw, (long long)c->kh, (long long)c->kw,
-       (long long)c->oh, (long long)hp, index_expr(e, "i", (int)c->sh, 0, "p"), (long long)wp,
-       (long long)c->ow, (long long)c->ow, index_expr(e, "j", (int)c->sw, 0, "q"));
+       (long long)c->oh, (long long)hp, index_expr(e, "i", (int)c->sh, 0, "p"), (long long)wp);
+    if (c->sw == 1)
+        fn(e, "                    memcpy(row + i * %lld, in + q, %lld * sizeof(float));\n",
+           (long long)c->ow, (long long)c->ow);
+    else
+        fn(e, "                    for (int j = 0; j < %lld; j++)\n"
+              "                        row[i * %lld + j] = in[%s];\n",
+           (long long)c->ow, (long long)c->ow, index_expr(e, "j", (int)c->sw, 0, "q"));
+    fn(e, "                }\n"
+          "            }\n}\n");
 }
 
 static void emit_col2im(Emitter *e, const Conv *c)
