@@ -71,6 +71,11 @@ def gen_pool(op):
         ktxt, (kh, kw) = pair(r, 1, 3)
         stxt, _ = pair(r, 1, 3)
         ph, pw = r.randint(0, kh // 2), r.randint(0, kw // 2)
+        if r.random() < 0.35:
+            # windows side by side (stride = kernel, no padding): the
+            # backward's own path, with the rows and columns no window
+            # covers when the size is not a multiple of the window
+            stxt, ph, pw = ktxt, 0, 0
         ptxt = str(ph) if ph == pw else "[%d, %d]" % (ph, pw)
         before = []
         if r.random() < 0.5:
