@@ -711,6 +711,21 @@ static bool pool_tiled(const Pool *p)
     return p->sh == p->kh && p->sw == p->kw && p->ph == 0 && p->pw == 0;
 }
 
+/* In a tiled pooling's backward, inside the channel's loop: clears the
+ * elements of dx that no window covers, the last columns and rows when
+ * the size is not a multiple of the window (the windows write the rest). */
+static void clear_uncovered(Emitter *e, const Pool *p)
+{
+    if (p->ow * p->kw < p->w)
+        fn(e, "            for (int h = 0; h < %lld; h++)\n"
+              "                for (int w = %lld; w < %lld; w++)\n"
+              "                    dx[in + h * %lld + w] = 0.0f;\n",
+           (long long)(p->oh * p->kh), (long long)(p->ow * p->kw), (long long)p->w, (long long)p->w);
+    if (p->oh * p->kh < p->h)
+        fn(e, "            memset(dx + in + %lld, 0, %lld * sizeof(float));\n",
+           (long long)(p->oh * p->kh * p->w), (long long)((p->h - p->oh * p->kh) * p->w));
+}
+
 /* The bias_db node that max-pool backward node dx computes in its own loop,
  * or NULL. The gradient of a bias is the sum of dx over all but the
  * channel axis; where the windows are side by side, that is the sum of
@@ -855,14 +870,7 @@ void emit_maxpool_dx(Emitter *e, const Node *n)
               "                        }\n"
               "                }\n",
            (long long)p.w, plus, (long long)p.w);
-        if (p.ow * p.kw < p.w)
-            fn(e, "            for (int h = 0; h < %lld; h++)\n"
-                  "                for (int w = %lld; w < %lld; w++)\n"
-                  "                    dx[in + h * %lld + w] = 0.0f;\n",
-               (long long)(p.oh * p.kh), (long long)(p.ow * p.kw), (long long)p.w, (long long)p.w);
-        if (p.oh * p.kh < p.h)
-            fn(e, "            memset(dx + in + %lld, 0, %lld * sizeof(float));\n",
-               (long long)(p.oh * p.kh * p.w), (long long)((p.h - p.oh * p.kh) * p.w));
+        clear_uncovered(e, &p);
         if (db)
             fn(e, "            float sum = 0.0f;\n"
                   "            for (int j = 0; j < %lld; j++)\n"
@@ -907,21 +915,34 @@ void emit_avgpool(Emitter *e, const Node *n)
 void emit_avgpool_dx(Emitter *e, const Node *n)
 {
     Pool p = pool_of(e, n);
+    /* Windows side by side (stride = kernel, no padding) cover each
+     * element at most once: each window writes its share to its elements,
+     * and only the elements no window covers are cleared; no clearing
+     * pass over dx, no accumulation. */
+    const bool tiled = pool_tiled(&p);
     header(e, n, "gradient of avgpool",
-           arena_printf(e->g->arena, " *   dx[s,c,h,w] = (1/%lld) sum of dy over the windows that contain (h,w)\n",
-                        (long long)(p.kh * p.kw)));
+           tiled ? arena_printf(e->g->arena,
+                                " *   dx[s,c,h,w] = (1/%lld) dy[s,c,i,j], (i,j) the window that contains (h,w)\n"
+                                " *   (the windows do not overlap; 0 where none does)\n",
+                                (long long)(p.kh * p.kw))
+                 : arena_printf(e->g->arena,
+                                " *   dx[s,c,h,w] = (1/%lld) sum of dy over the windows that contain (h,w)\n",
+                                (long long)(p.kh * p.kw)));
     fn(e, "static void %s(const float *restrict dy, float *restrict dx, int s0, int s1)\n{\n", fn_name(e, n));
-    fn(e, "    memset(dx + (size_t)s0 * %lld, 0, (size_t)(s1 - s0) * %lld * sizeof(float));\n",
-       (long long)(p.c * p.h * p.w), (long long)(p.c * p.h * p.w));
+    if (!tiled)
+        fn(e, "    memset(dx + (size_t)s0 * %lld, 0, (size_t)(s1 - s0) * %lld * sizeof(float));\n",
+           (long long)(p.c * p.h * p.w), (long long)(p.c * p.h * p.w));
     pool_outer(e, &p, NULL);
     fn(e, "                    const float g = dy[out + i * %lld + j] * (1.0f / %lld);\n",
        (long long)p.ow, (long long)(p.kh * p.kw));
     window_loops(e, &p, "                    ");
-    fn(e, "                            dx[in + h * %lld + w] += g;\n"
+    fn(e, "                            dx[in + h * %lld + w] %s= g;\n"
           "                        }\n"
-          "                }\n"
-          "        }\n}\n",
-       (long long)p.w);
+          "                }\n",
+       (long long)p.w, tiled ? "" : "+");
+    if (tiled)
+        clear_uncovered(e, &p);
+    fn(e, "        }\n}\n");
     call(e, n, "s0, s1");
 }
 
