@@ -9,7 +9,9 @@
 #   4. every op of the table on 20 random configurations, SGD and Adam
 #      (test_ops.py);
 #   5. the same with the runtime's portable GEMM (make BLAS=none), on the
-#      examples and 3 configurations per op.
+#      examples and 3 configurations per op;
+#   6. the float helpers for tanh, exp and the logistic function against
+#      the C library in double precision (math_check.c).
 set -u
 cd "$(dirname "$0")/../.."
 PY=/usr/bin/python3
@@ -117,6 +119,21 @@ count() { # the "passed, failed" line of a python test, added to ours
     f=$(echo "$line" | sed -E 's/.*passed, ([0-9]+) failed.*/\1/')
     pass=$((pass + p)); fail=$((fail + f))
 }
+
+echo "== the float helpers (tanh, exp, the logistic function) against double precision"
+# With and without a fused multiply-add (gcc -march=native has a fast
+# fmaf; -O2 for the generic x86-64 has none), under both compilers.
+./laminac tests/ir/all_ops.lam -o "$tmp/math"
+for c in "gcc -O3 -march=native" "gcc -O2" "clang -O3 -march=native" "clang -O2"; do
+    # shellcheck disable=SC2086
+    if $c -std=c99 -D_POSIX_C_SOURCE=200809L -Iruntime -I"$tmp/math" \
+        -DMODEL_C="\"$tmp/math/all_ops.c\"" tests/codegen/math_check.c $lib -o "$tmp/math/check" \
+        2>"$tmp/err" && "$tmp/math/check" >"$tmp/math/out"; then
+        ok "float helpers within 3e-7 of double ($c): $(awk '{printf "%s %s  ", $1, $5}' "$tmp/math/out")"
+    else
+        bad "float helpers ($c):"; cat "$tmp/err" "$tmp/math/out" 2>/dev/null
+    fi
+done
 
 echo "== the examples against PyTorch, under ASan and UBSan"
 ASAN_OPTIONS=detect_leaks=0 CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all -g" \
