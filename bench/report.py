@@ -315,10 +315,12 @@ def table(lines, outdir):
         w("| %s | %s | %s | %s | %s |" % (name, wanted, got, ceiling, verdict))
 
     def times(x, want):
-        """x as "1.23×", with a third decimal where two would put it on the
-        other side of want (2.998 is not 3.00)."""
-        two = round(x, 2)
-        return "%.3f×" % x if (two >= want) != (x >= want) else "%.2f×" % x
+        """x as "1.23×", with more decimals where two would put it on the
+        other side of want (2.998 is not 3.00, nor 2.9996 3.000)."""
+        d = 2
+        while d < 6 and (round(x, d) >= want) != (x >= want):
+            d += 1
+        return "%.*f×" % (d, x)
 
     def ceiling(r):
         """The best lamina/PyTorch ratio the probes allow, or None."""
@@ -341,7 +343,7 @@ def table(lines, outdir):
             c = ceiling(r)
             target("%s: %s" % (TITLE[model], name), "≥ %.1f× PyTorch" % want,
                    times(r["speedup"], want), r["speedup"] >= want,
-                   "%.2f×" % c if c else "", c is not None and c < want)
+                   times(c, want) if c else "", c is not None and c < want)
     for model in ("lenet5", "cnn"):
         r1, r2 = row(model, "train", 1), row(model, "train", 2)
         if r1 and r2 and r1["lamina"] and r2["lamina"]:

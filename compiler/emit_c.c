@@ -1273,17 +1273,20 @@ static const Tensor *loss_target(const Graph *g)
 
 /* exp, tanh and the logistic function as straight-line float code that a
  * compiler vectorises (the C library's are calls, one element at a time).
- * Both are accurate to a few units in the last place (relative error
- * below 3e-7 over the whole float range against double, with and without
- * fused multiply-adds: tests/codegen/math_check.c). */
+ * All are accurate to a few units in the last place: relative error
+ * below 3e-7 against double, with and without fused multiply-adds, tanh
+ * and the logistic function for every float (where the exact result is
+ * below FLT_MIN, within FLT_MIN of it), exp on [-87, 88], where exp is a
+ * normal float and outside which it clamps (tests/codegen/math_check.c). */
 static void emit_math(const Emitter *e, Buf *c)
 {
     if (!e->need_tanh && !e->need_sigmoid)
         return;
     buf_puts(c, "/* a * b + c in one rounding (fmaf, C99) where the compiler says the\n"
-                " * machine does it fast: gcc in ISO C mode (-std=c99) does not fuse a\n"
-                " * product and a sum by itself, and the polynomials below are mostly\n"
-                " * such pairs (tanh: 35% faster with gcc -march=native here). */\n"
+                " * machine does it fast (gcc with -march=native on an FMA machine): gcc\n"
+                " * in ISO C mode (-std=c99) does not fuse a product and a sum by itself,\n"
+                " * and the polynomials below are mostly such pairs (tanh: 35% faster\n"
+                " * here). Clang fuses a * b + c itself where the target has FMA. */\n"
                 "static inline float fma_fast(float a, float b, float c)\n{\n"
                 "#ifdef FP_FAST_FMAF\n"
                 "    return fmaf(a, b, c);\n"
