@@ -337,7 +337,7 @@ static Conv conv_of(const Emitter *e, const Node *n)
     return c;
 }
 
-/* The loops shared by im2col and col2im: for row (c,p,q) of the columns
+/* col2im's loops: for row (c,p,q) of the columns
  * and output row i, h is the input row; [j0, j1) are the output columns
  * whose input column w = j*SW - PW + q falls inside x (outside: padding).
  * The bounds are worked out once per row, so the inner loop has no test. */
@@ -385,67 +385,39 @@ static void emit_pad_copy(Emitter *e, const Conv *c, const char *at)
 
 static void emit_im2col(Emitter *e, const Conv *c)
 {
-    /* With stride 1 a window row is OW contiguous floats of x: one memcpy,
-     * which the C compiler inlines as plain vector moves. gcc's copy loop
-     * was slower: overlap checks where the source is the zero-bordered
-     * copy inside col, permutes for the short rows of an unpadded layer.
-     * LeNet-5 training +3.5%, CNN latency -3% here. */
-    if (c->ph == 0 && c->pw == 0 && c->sw == 1) {
-        fn(e, "\n/* Unfolds one sample x[%lld,%lld,%lld] into %lld rows of %lld columns, ld apart:\n"
-              " * row (c,p,q) holds x[c, i*%lld+p, j+q] for every output position (i,j). */\n",
-           (long long)c->c, (long long)c->h, (long long)c->w, (long long)c->rows, (long long)c->cols,
-           (long long)c->sh);
-        fn(e, "static void im2col_%s(const float *restrict x, float *restrict col, int ld)\n{\n"
-              "    for (int c = 0; c < %lld; c++)\n"
-              "        for (int p = 0; p < %lld; p++)\n"
-              "            for (int q = 0; q < %lld; q++) {\n"
-              "                float *row = col + (size_t)((c * %lld + p) * %lld + q) * ld;\n"
-              "                for (int i = 0; i < %lld; i++)\n"
-              "                    memcpy(row + i * %lld, x + (c * %lld + %s) * %lld + q, %lld * sizeof(float));\n"
-              "            }\n}\n",
-           c->name, (long long)c->c, (long long)c->kh, (long long)c->kw, (long long)c->kh,
-           (long long)c->kw, (long long)c->oh, (long long)c->ow, (long long)c->h,
-           index_expr(e, "i", (int)c->sh, 0, "p"), (long long)c->w, (long long)c->ow);
-        return;
-    }
-    if (c->ph == 0 && c->pw == 0) {
-        fn(e, "\n/* Unfolds one sample x[%lld,%lld,%lld] into %lld rows of %lld columns, ld apart:\n"
-              " * row (c,p,q) holds x[c, i*%lld+p, j*%lld+q] for every output position (i,j). */\n",
-           (long long)c->c, (long long)c->h, (long long)c->w, (long long)c->rows, (long long)c->cols,
-           (long long)c->sh, (long long)c->sw);
-        fn(e, "static void im2col_%s(const float *restrict x, float *restrict col, int ld)\n{\n", c->name);
-        window_rows(e, c, "float *row");
-        fn(e, "                    float *out = row + i * %lld;\n"
-              "                    const float *in = x + (c * %lld + h) * %lld;\n"
-              "                    for (int j = j0; j < j1; j++)\n"
-              "                        out[j] = in[%s];\n"
-              "                }\n"
-              "            }\n}\n",
-           (long long)c->ow, (long long)c->h, (long long)c->w, index_expr(e, "j", (int)c->sw, 0, "q"));
-        return;
-    }
     /* With padding, x is first copied into a zero-bordered image (after
      * the columns in the scratch buffer, see plan_scratch_size): every
      * window then lies inside it, and the copy loops have fixed bounds
      * and no test. */
+    const bool padded = c->ph > 0 || c->pw > 0;
     const int64_t hp = c->h + 2 * c->ph, wp = c->w + 2 * c->pw;
     fn(e, "\n/* Unfolds one sample x[%lld,%lld,%lld] into %lld rows of %lld columns, ld apart:\n"
           " * row (c,p,q) holds x[c, i*%lld-%lld+p, j*%lld-%lld+q] for every output\n"
-          " * position (i,j), 0 outside x. x is first copied into xp[%lld,%lld,%lld], x with a\n"
-          " * border of zeros, at col + %lld rows * ld. */\n",
+          " * position (i,j)",
        (long long)c->c, (long long)c->h, (long long)c->w, (long long)c->rows, (long long)c->cols,
-       (long long)c->sh, (long long)c->ph, (long long)c->sw, (long long)c->pw, (long long)c->c,
-       (long long)hp, (long long)wp, (long long)c->rows);
+       (long long)c->sh, (long long)c->ph, (long long)c->sw, (long long)c->pw);
+    if (padded)
+        fn(e, ", 0 outside x. x is first copied into xp[%lld,%lld,%lld], x with a\n"
+              " * border of zeros, at col + %lld rows * ld",
+           (long long)c->c, (long long)hp, (long long)wp, (long long)c->rows);
+    fn(e, ". */\n");
     fn(e, "static void im2col_%s(const float *restrict x, float *restrict col, int ld)\n{\n", c->name);
-    emit_pad_copy(e, c, arena_printf(e->g->arena, "col + (size_t)%lld * ld", (long long)c->rows));
+    if (padded)
+        emit_pad_copy(e, c, arena_printf(e->g->arena, "col + (size_t)%lld * ld", (long long)c->rows));
     fn(e, "    for (int c = 0; c < %lld; c++)\n"
           "        for (int p = 0; p < %lld; p++)\n"
           "            for (int q = 0; q < %lld; q++) {\n"
           "                float *row = col + (size_t)((c * %lld + p) * %lld + q) * ld;\n"
           "                for (int i = 0; i < %lld; i++) {\n"
-          "                    const float *in = xp + (c * %lld + %s) * %lld;\n",
+          "                    const float *in = %s + (c * %lld + %s) * %lld;\n",
        (long long)c->c, (long long)c->kh, (long long)c->kw, (long long)c->kh, (long long)c->kw,
-       (long long)c->oh, (long long)hp, index_expr(e, "i", (int)c->sh, 0, "p"), (long long)wp);
+       (long long)c->oh, padded ? "xp" : "x", (long long)(padded ? hp : c->h),
+       index_expr(e, "i", (int)c->sh, 0, "p"), (long long)(padded ? wp : c->w));
+    /* With stride 1 a window row is OW contiguous floats: one memcpy,
+     * which the C compiler inlines as plain vector moves. gcc's copy loop
+     * was slower: overlap checks where the source is the zero-bordered
+     * copy inside col, permutes for the short rows of an unpadded layer.
+     * LeNet-5 training +3.5%, CNN latency -3% here. */
     if (c->sw == 1)
         fn(e, "                    memcpy(row + i * %lld, in + q, %lld * sizeof(float));\n",
            (long long)c->ow, (long long)c->ow);
