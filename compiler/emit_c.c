@@ -683,6 +683,14 @@ static bool pool_tiled(const Pool *p)
     return p->sh == p->kh && p->sw == p->kw && p->ph == 0 && p->pw == 0;
 }
 
+/* A pooling's backward whose windows overlap or are padded adds to dx:
+ * first, the part's samples of dx are cleared. */
+static void clear_dx(Emitter *e, const Pool *p)
+{
+    fn(e, "    memset(dx + (size_t)s0 * %lld, 0, (size_t)(s1 - s0) * %lld * sizeof(float));\n",
+       (long long)(p->c * p->h * p->w), (long long)(p->c * p->h * p->w));
+}
+
 /* In a tiled pooling's backward, inside the channel's loop: clears the
  * elements of dx that no window covers, the last columns and rows when
  * the size is not a multiple of the window (the windows write the rest). */
@@ -810,8 +818,7 @@ void emit_maxpool_dx(Emitter *e, const Node *n)
           "    %sfloat *restrict dx, %sint s0, int s1)\n{\n", fn_name(e, n),
        bias ? "const float *restrict b, " : "", db ? "float *restrict db, " : "");
     if (!tiled)
-        fn(e, "    memset(dx + (size_t)s0 * %lld, 0, (size_t)(s1 - s0) * %lld * sizeof(float));\n",
-           (long long)(p.c * p.h * p.w), (long long)(p.c * p.h * p.w));
+        clear_dx(e, &p);
     /* The channel's sums of g by column, gs[j] += g: a sum across j would
      * be a chain the compiler may not vectorise (float addition is not
      * associative), one per j is not. */
@@ -902,8 +909,7 @@ void emit_avgpool_dx(Emitter *e, const Node *n)
                                 (long long)(p.kh * p.kw)));
     fn(e, "static void %s(const float *restrict dy, float *restrict dx, int s0, int s1)\n{\n", fn_name(e, n));
     if (!tiled)
-        fn(e, "    memset(dx + (size_t)s0 * %lld, 0, (size_t)(s1 - s0) * %lld * sizeof(float));\n",
-           (long long)(p.c * p.h * p.w), (long long)(p.c * p.h * p.w));
+        clear_dx(e, &p);
     pool_outer(e, &p, NULL);
     fn(e, "                    const float g = dy[out + i * %lld + j] * (1.0f / %lld);\n",
        (long long)p.ow, (long long)(p.kh * p.kw));
