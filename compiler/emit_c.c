@@ -278,7 +278,8 @@ static const Node *fused_bias_db(const Emitter *e, const Node *dx);
 void emit_bias_db(Emitter *e, const Node *n)
 {
     const Node *from = n->in[0]->def;
-    if (from && from->op == OP_MAXPOOL_DX && fused_bias_db(e, from) == n) {
+    if (from && (from->op == OP_MAXPOOL_DX || from->op == OP_AVGPOOL_ACT_DX) &&
+        fused_bias_db(e, from) == n) {
         buf_printf(e->call, "    /* %s: summed by %s, with %s */\n", n->out->name, fn_name(e, from),
                    n->in[0]->name);
         return;
@@ -706,12 +707,13 @@ static void clear_uncovered(Emitter *e, const Pool *p)
            (long long)(p->oh * p->kh * p->w), (long long)((p->h - p->oh * p->kh) * p->w));
 }
 
-/* The bias_db node that max-pool backward node dx computes in its own loop,
- * or NULL. The gradient of a bias is the sum of dx over all but the
- * channel axis; where the windows are side by side, that is the sum of
- * the windows' g (each passes its g to one element, 0 to the others), a
- * quarter of the elements for 2x2 windows, summed while they are at hand
- * instead of in a pass of their own over dx. */
+/* The bias_db node that pooling backward node dx (maxpool_dx or
+ * avgpool_act_dx) computes in its own loop, or NULL. The gradient of a
+ * bias is the sum of dx over all but the channel axis, summed while the
+ * values are at hand instead of in a pass of their own over dx. Where a
+ * max pooling's windows are side by side, that is the sum of the
+ * windows' g (each passes its g to one element, 0 to the others), a
+ * quarter of the elements for 2x2 windows. */
 static const Node *fused_bias_db(const Emitter *e, const Node *dx)
 {
     Pool p = pool_of(e, dx);
@@ -723,6 +725,26 @@ static const Node *fused_bias_db(const Emitter *e, const Node *dx)
             return n;
     }
     return NULL;
+}
+
+/* The comment's line for a bias gradient db that a pooling's backward sums
+ * in its loop (fused_bias_db), over what (e.g. "s, i, j of g[s,c,i,j]"). */
+static const char *fused_db_text(const Emitter *e, const Node *db, const char *what)
+{
+    return !db ? ""
+               : arena_printf(e->g->arena,
+                              " *   and %s, the sum of dx over all but the channel axis:\n"
+                              " *   db[c] += sum over %s\n",
+                              db->out->name, what);
+}
+
+/* At the end of a channel's loop: adds its column sums gs[0..len) to db. */
+static void emit_db_sum(Emitter *e, int64_t len)
+{
+    fn(e, "            float sum = 0.0f;\n"
+          "            for (int j = 0; j < %lld; j++)\n"
+          "                sum += gs[j];\n"
+          "            db[c] += sum;\n", (long long)len);
 }
 
 static const char *pool_what(const Emitter *e, const char *op, const Pool *p)
@@ -809,11 +831,7 @@ void emit_maxpool_dx(Emitter *e, const Node *n)
                         relu ? " *   with g = dy where the window's maximum is > 0 (relu'), else 0\n"
                              : " *   with g = dy\n",
                         bias ? " *   and the maxima of x + b[c], b the convolution's bias (added in the pooling)\n" : "",
-                        !db ? ""
-                            : arena_printf(e->g->arena,
-                                           " *   and %s, the sum of dx over all but the channel axis:\n"
-                                           " *   db[c] += sum over s, i, j of g[s,c,i,j]\n",
-                                           db->out->name)));
+                        fused_db_text(e, db, "s, i, j of g[s,c,i,j]")));
     fn(e, "static void %s(const float *restrict dy, const float *restrict x,\n"
           "    %sfloat *restrict dx, %sint s0, int s1)\n{\n", fn_name(e, n),
        bias ? "const float *restrict b, " : "", db ? "float *restrict db, " : "");
@@ -851,10 +869,7 @@ void emit_maxpool_dx(Emitter *e, const Node *n)
            (long long)p.w, plus, (long long)p.w);
         clear_uncovered(e, &p);
         if (db)
-            fn(e, "            float sum = 0.0f;\n"
-                  "            for (int j = 0; j < %lld; j++)\n"
-                  "                sum += gs[j];\n"
-                  "            db[c] += sum;\n", (long long)p.ow);
+            emit_db_sum(e, p.ow);
         fn(e, "        }\n}\n");
     } else {
         window_argmax(e, &p, "                    ", plus);
@@ -998,35 +1013,36 @@ typedef struct ActText {
     const char *formula;  /* y = f(x), for the comment */
     const char *expr;     /* C for y from x, elementwise */
     const char *dformula; /* dx = ..., for the comment */
-    const char *dexpr;    /* C for dx from dy and v (y or x, see grad.c) */
+    const char *dexpr;    /* C for dx from the C expressions dy and v (y or x, see grad.c) */
 } ActText;
 
-static ActText act_text(const Emitter *e, Op op, double alpha)
+static ActText act_text(const Emitter *e, Op op, double alpha, const char *dy, const char *v)
 {
     Arena *a = e->g->arena;
     switch (op) {
     case OP_STEP:
         return (ActText){"y = x > 0 ? 1 : 0  (Heaviside step)", "x[i] > 0.0f ? 1.0f : 0.0f",
-                         "dx = 0  (the step is flat almost everywhere)", "0.0f * dy[i] * v[i]"};
+                         "dx = 0  (the step is flat almost everywhere)",
+                         arena_printf(a, "0.0f * %s * %s", dy, v)};
     case OP_SIGMOID:
-        return (ActText){"y = 1 / (1 + exp(-x))", "sigmoid_approx(x[i])",
-                         "dx = dy * y * (1 - y)", "dy[i] * v[i] * (1.0f - v[i])"};
+        return (ActText){"y = 1 / (1 + exp(-x))", "sigmoid_approx(x[i])", "dx = dy * y * (1 - y)",
+                         arena_printf(a, "%s * %s * (1.0f - %s)", dy, v, v)};
     case OP_TANH:
         return (ActText){"y = tanh(x)", "tanh_approx(x[i])", "dx = dy * (1 - y^2)",
-                         "dy[i] * (1.0f - v[i] * v[i])"};
+                         arena_printf(a, "%s * (1.0f - %s * %s)", dy, v, v)};
     case OP_RELU:
         return (ActText){"y = max(x, 0)", "x[i] > 0.0f ? x[i] : 0.0f", "dx = x > 0 ? dy : 0",
-                         "v[i] > 0.0f ? dy[i] : 0.0f"};
+                         arena_printf(a, "%s > 0.0f ? %s : 0.0f", v, dy)};
     case OP_LEAKY_RELU:
         return (ActText){arena_printf(a, "y = x > 0 ? x : %g x", alpha),
                          arena_printf(a, "x[i] > 0.0f ? x[i] : %s * x[i]", flit(e, alpha)),
                          arena_printf(a, "dx = x > 0 ? dy : %g dy", alpha),
-                         arena_printf(a, "v[i] > 0.0f ? dy[i] : %s * dy[i]", flit(e, alpha))};
+                         arena_printf(a, "%s > 0.0f ? %s : %s * %s", v, dy, flit(e, alpha), dy)};
     case OP_ELU:
         return (ActText){arena_printf(a, "y = x > 0 ? x : %g (exp(x) - 1)", alpha),
                          arena_printf(a, "x[i] > 0.0f ? x[i] : %s * expm1f(x[i])", flit(e, alpha)),
                          arena_printf(a, "dx = x > 0 ? dy : dy %g exp(x)", alpha),
-                         arena_printf(a, "v[i] > 0.0f ? dy[i] : dy[i] * %s * expf(v[i])", flit(e, alpha))};
+                         arena_printf(a, "%s > 0.0f ? %s : %s * %s * expf(%s)", v, dy, dy, flit(e, alpha), v)};
     default:
         die("internal: %s is not elementwise", op_name(op));
     }
@@ -1036,7 +1052,7 @@ void emit_act(Emitter *e, const Node *n)
 {
     e->need_tanh |= n->op == OP_TANH;
     e->need_sigmoid |= n->op == OP_SIGMOID;
-    ActText t = act_text(e, n->op, n->attr.alpha);
+    ActText t = act_text(e, n->op, n->attr.alpha, "dy[i]", "v[i]");
     header(e, n, op_name(n->op), arena_printf(e->g->arena, " *   %s, elementwise\n", t.formula));
     fn(e, "static void %s(const float *restrict x, float *restrict y, int s0, int s1)\n{\n"
           "    for (size_t i = (size_t)s0 * %lld; i < (size_t)s1 * %lld; i++)\n"
@@ -1086,7 +1102,7 @@ void emit_act_dx(Emitter *e, const Node *n)
         call(e, n, "s0, s1");
         return;
     }
-    ActText t = act_text(e, n->attr.of, n->attr.alpha);
+    ActText t = act_text(e, n->attr.of, n->attr.alpha, "dy[i]", "v[i]");
     header(e, n, arena_printf(e->g->arena, "gradient of %s", op_name(n->attr.of)),
            arena_printf(e->g->arena, " *   %s, elementwise\n", t.dformula));
     fn(e, "static void %s(const float *restrict dy, const float *restrict v,\n"
@@ -1095,6 +1111,77 @@ void emit_act_dx(Emitter *e, const Node *n)
           "        dx[i] = %s;\n}\n",
        fn_name(e, n), (long long)k, (long long)k, t.dexpr);
     call(e, n, "s0, s1");
+}
+
+/* An activation's gradient formula (act_text) with g in place of dy. */
+static const char *dy_as_g(const Emitter *e, const char *formula)
+{
+    char *out = arena_printf(e->g->arena, "%s", formula), *to = out;
+    for (const char *c = formula; *c; c++)
+        if (c[0] == 'd' && c[1] == 'y')
+            *to++ = 'g', c++;
+        else
+            *to++ = *c;
+    *to = '\0';
+    return out;
+}
+
+/* An average pooling's gradient and the gradient of the activation
+ * before it, in one loop (grad.c fuses them where the windows lie side by
+ * side): each row of windows spreads its shares of dy over a row of g,
+ * and every row of the window turns g into the activation's dx there. g,
+ * the gradient of the activation's output, is never stored. */
+void emit_avgpool_act_dx(Emitter *e, const Node *n)
+{
+    Pool p = pool_of(e, n);
+    const Node *pool = e->g->nodes.items[n->attr.of_node], *act = pool->in[0]->def;
+    const Node *db = fused_bias_db(e, n);
+    const int64_t k = p.kh * p.kw, wide = p.ow * p.kw;
+    ActText t = act_text(e, n->attr.of, n->attr.alpha, "g[w]", "v[at + w]");
+    const Layer *act_layer = e->g->layers.items[act->layer];
+    header(e, n, arena_printf(e->g->arena, "gradient of avgpool, then of %s's %s", act_layer->name,
+                              op_name(n->attr.of)),
+           arena_printf(e->g->arena,
+                        " *   g[s,c,h,w] = (1/%lld) dy[s,c,i,j], (i,j) the window that contains (h,w)\n"
+                        " *   (the windows do not overlap; 0 where none does): the gradient of %s,\n"
+                        " *   never stored, then %s's: %s, elementwise\n%s",
+                        (long long)k, act->out->name, op_name(n->attr.of), dy_as_g(e, t.dformula),
+                        fused_db_text(e, db, "s, h, w of dx[s,c,h,w]")));
+    fn(e, "static void %s(const float *restrict dy, const float *restrict v,\n"
+          "    float *restrict dx, %sint s0, int s1)\n{\n", fn_name(e, n), db ? "float *restrict db, " : "");
+    fn(e, "    for (int s = s0; s < s1; s++)\n"
+          "        for (int c = 0; c < %lld; c++) {\n"
+          "            const size_t in = ((size_t)s * %lld + c) * %lld;\n"
+          "            const size_t out = ((size_t)s * %lld + c) * %lld;\n",
+       (long long)p.c, (long long)p.c, (long long)(p.h * p.w), (long long)p.c, (long long)(p.oh * p.ow));
+    /* The channel's sums of dx by column, as in maxpool_dx. */
+    if (db)
+        fn(e, "            float gs[%lld] = {0.0f};\n", (long long)wide);
+    fn(e, "            for (int i = 0; i < %lld; i++) {\n"
+          "                float g[%lld]; /* each window's share, %lld times side by side */\n"
+          "                for (int j = 0; j < %lld; j++)\n"
+          "                    for (int q = 0; q < %lld; q++)\n"
+          "                        g[j * %lld + q] = dy[out + i * %lld + j] * (1.0f / %lld);\n"
+          "                for (int p = 0; p < %lld; p++) {\n"
+          "                    const size_t at = in + (size_t)(i * %lld + p) * %lld;\n"
+          "                    for (int w = 0; w < %lld; w++) {\n",
+       (long long)p.oh, (long long)wide, (long long)p.kw, (long long)p.ow, (long long)p.kw,
+       (long long)p.kw, (long long)p.ow, (long long)k, (long long)p.kh, (long long)p.kh,
+       (long long)p.w, (long long)wide);
+    if (db)
+        fn(e, "                        const float d = %s;\n"
+              "                        dx[at + w] = d;\n"
+              "                        gs[w] += d;\n", t.dexpr);
+    else
+        fn(e, "                        dx[at + w] = %s;\n", t.dexpr);
+    fn(e, "                    }\n"
+          "                }\n"
+          "            }\n");
+    clear_uncovered(e, &p);
+    if (db)
+        emit_db_sum(e, wide);
+    fn(e, "        }\n}\n");
+    call(e, n, db ? arena_printf(e->g->arena, "%s + gp, s0, s1", ref(e, db->out)) : "s0, s1");
 }
 
 /* ---- losses ----------------------------------------------------------------- */

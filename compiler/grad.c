@@ -9,6 +9,10 @@
  * normally not computed at all. The result is ordinary IR, printed by
  * --emit=ir-grad and planned and emitted like the forward pass.
  *
+ * One pair is differentiated as one: an activation followed by an
+ * average pooling of side-by-side windows (grad_avgpool), so that the
+ * gradient between the two is never stored.
+ *
  * The language makes chains, so every tensor on the loss path has one
  * consumer and one gradient; a graph with fan-out (skip connections)
  * would add an accumulating node here, and nowhere else.
@@ -92,9 +96,50 @@ void grad_maxpool(Graph *g, Node *n)
     }
 }
 
-/* dx spreads each dy evenly over its window. */
+/* What an activation's gradient reads besides dy: its output y where f'
+ * is cheaper from y (sigmoid, tanh, softmax), its input x otherwise, so
+ * that only one of the two must be kept for backward. */
+static Tensor *act_dx_operand(const Node *act)
+{
+    bool uses_y = act->op == OP_SIGMOID || act->op == OP_TANH || act->op == OP_SOFTMAX;
+    return uses_y ? act->out : act->in[0];
+}
+
+/* The elementwise activation whose output average pooling n reads, when
+ * the two are differentiated in one loop: the pooling's windows side by
+ * side (stride = kernel, no padding), so that each element of the
+ * activation gets the share of one window, and nothing else reading the
+ * activation's output (the language makes chains; a kept layer is only
+ * read after the pass). Else NULL. */
+static const Node *act_before_avgpool(const Graph *g, const Node *n)
+{
+    const Node *act = n->in[0]->def;
+    const Attrs *a = &n->attr;
+    if (!g->fuse_grad || !act || op_info[act->op].kind != OPK_ACT || act->op == OP_SOFTMAX ||
+        !needs_grad(act->in[0]))
+        return NULL;
+    if (a->stride[0] != a->kernel[0] || a->stride[1] != a->kernel[1] || a->pad[0] || a->pad[1])
+        return NULL;
+    return act;
+}
+
+/* dx spreads each dy evenly over its window. An activation before the
+ * pooling (act_before_avgpool) is differentiated in the same loop:
+ * dx_act = f'(y or x) * dy / (window size) elementwise, without the
+ * pooling's dx ever being stored (a tensor as large as the activation,
+ * written once and read once). The activation's node then has no output
+ * gradient, and grad_build passes over it. */
 void grad_avgpool(Graph *g, Node *n)
 {
+    const Node *act = act_before_avgpool(g, n);
+    if (act) {
+        Tensor *in[2] = {n->out->grad, act_dx_operand(act)};
+        Attrs a = n->attr;
+        a.of = act->op;
+        a.alpha = act->attr.alpha;
+        emit_grad(g, OP_AVGPOOL_ACT_DX, act->in[0], in, 2, a, n);
+        return;
+    }
     Tensor *in[1] = {n->out->grad};
     if (needs_grad(n->in[0]))
         emit_grad(g, OP_AVGPOOL_DX, n->in[0], in, 1, n->attr, n);
@@ -116,26 +161,24 @@ void grad_dropout(Graph *g, Node *n)
         emit_grad(g, OP_DROPOUT_DX, n->in[0], in, 1, n->attr, n);
 }
 
-/* dx = dy * f'(x), with f' written in terms of y where that is cheaper
- * (sigmoid, tanh, softmax) and of x otherwise, so that only one of the
- * two must be kept for backward. */
+/* dx = dy * f'(x), with f' written in terms of y or x (act_dx_operand). */
 void grad_act(Graph *g, Node *n)
 {
     if (!needs_grad(n->in[0]))
         return;
-    bool uses_y = n->op == OP_SIGMOID || n->op == OP_TANH || n->op == OP_SOFTMAX;
-    Tensor *in[2] = {n->out->grad, uses_y ? n->out : n->in[0]};
+    Tensor *in[2] = {n->out->grad, act_dx_operand(n)};
     Attrs a = n->attr;
     a.of = n->op;
     emit_grad(g, OP_ACT_DX, n->in[0], in, 2, a, n);
 }
 
-void grad_build(Graph *g)
+void grad_build(Graph *g, bool fuse)
 {
     Node *loss = g->loss_node;
     if (!loss || g->has_grad)
         return;
     g->has_grad = true;
+    g->fuse_grad = fuse;
     /* d loss / d logits, the mean over the batch folded in. */
     Tensor *z = loss->in[0];
     if (needs_grad(z)) {

@@ -268,6 +268,8 @@ typedef struct Shape {
     X(CONV2D_DW, "conv2d_dw", 2, OPK_GRAD, 0, flops_conv2d_dw, 0, emit_conv2d_dw)  /* dy, x -> dW */        \
     X(MAXPOOL_DX, "maxpool_dx", 2, OPK_GRAD, 0, flops_pool_dx, 0, emit_maxpool_dx) /* dy, x[, b] -> dx */   \
     X(AVGPOOL_DX, "avgpool_dx", 1, OPK_GRAD, 0, flops_pool_dx, 0, emit_avgpool_dx) /* dy -> dx */           \
+    X(AVGPOOL_ACT_DX, "avgpool_act_dx", 2, OPK_GRAD, 0, flops_avgpool_act_dx, 0,                       \
+      emit_avgpool_act_dx)                                        /* dy, y (or x) -> the act's dx */ \
     X(RESHAPE_DX, "reshape_dx", 1, OPK_GRAD, 0, flops_zero, 0, emit_view)          /* dy -> dx, a view */   \
     X(DROPOUT_DX, "dropout_dx", 1, OPK_GRAD, 0, flops_elems, 0, emit_dropout_dx)   /* dy -> dx */           \
     X(ACT_DX, "act_dx", 2, OPK_GRAD, 0, flops_act_dx, 0, emit_act_dx)              /* dy, y (or x) -> dx */ \
@@ -290,7 +292,8 @@ typedef struct Attrs {
     int pad[2];        /* conv2d, pools: zero (avg) / -inf (max) padding */
     double alpha;      /* leaky_relu, elu */
     double p;          /* dropout: probability of zeroing */
-    Op of;             /* ACT_DX, LOSS_DX: the forward op differentiated */
+    Op of;             /* ACT_DX, LOSS_DX: the forward op differentiated;
+                          AVGPOOL_ACT_DX: the activation before the pooling */
     int of_node;       /* backward ops: the forward node they differentiate */
     bool relu;         /* maxpool: y = relu(max), a relu fused in (rewrite.c) */
 } Attrs;
@@ -384,6 +387,7 @@ typedef struct Graph {
     Node *loss_node;
     int nforward; /* nodes[0..nforward) are the forward pass */
     bool has_grad;
+    bool fuse_grad;  /* grad_build may fuse (see there) */
     bool input_grad; /* also differentiate with respect to the input */
 } Graph;
 
@@ -536,7 +540,10 @@ void rewrite_forward(Graph *g);
 /* ---- grad.c --------------------------------------------------------------- */
 
 /* Appends the backward pass to g: reverse-mode differentiation of the
- * forward nodes into IR. Sets every parameter's grad tensor. */
-void grad_build(Graph *g);
+ * forward nodes into IR. Sets every parameter's grad tensor. With fuse,
+ * an activation read only by an average pooling of side-by-side windows
+ * is differentiated together with it (one avgpool_act_dx node); without,
+ * op by op, as --no-rewrite asks. */
+void grad_build(Graph *g, bool fuse);
 
 #endif

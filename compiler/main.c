@@ -43,7 +43,9 @@ static void usage(FILE *f)
           "  --emit=dot       the forward graph for Graphviz (dot -Tsvg)\n"
           "  --emit=plan      the memory plan: every buffer's offset, size and lifetime\n"
           "  --no-rewrite     compile the layers exactly as written (no relu or bias\n"
-          "                   moved into a max pooling); for reading the IR against the source\n"
+          "                   moved into a max pooling, no activation differentiated in\n"
+          "                   the loop of the average pooling after it); for reading the\n"
+          "                   IR against the source\n"
           "  --summary        layers, output shapes, parameters, FLOPs and bytes\n"
           "  --main           also write DIR/NAME_main.c, a program: train, eval, predict\n"
           "  --embed-weights CKPT  compile the checkpoint's parameters in as static const\n"
@@ -227,7 +229,7 @@ int main(int argc, char **argv)
         rewrite_forward(g);
     if (g->loss && !o.inference_only) {
         g->input->grad_wanted = o.input_grad;
-        grad_build(g);
+        grad_build(g, !o.no_rewrite);
     }
     Plan *plan = plan_build(g, !o.inference_only, o.embed_weights != NULL, (int)o.threads);
     FILE *out = stdout;

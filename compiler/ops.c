@@ -276,6 +276,13 @@ static int64_t flops_act_dx(const Node *n)
     return 2 * flops_elems(n);
 }
 
+/* An average pooling's gradient and its activation's, in one loop: the
+ * two counts above, the activation's per element of dx. */
+static int64_t flops_avgpool_act_dx(const Node *n)
+{
+    return flops_pool_dx(n) + 2 * shape_elems(&n->out->shape);
+}
+
 static int64_t flops_softmax(const Node *n)
 {
     return 4 * flops_elems(n);

@@ -36,6 +36,7 @@ static void print_attrs(FILE *f, const Node *n)
     case OP_AVGPOOL:
     case OP_MAXPOOL_DX:
     case OP_AVGPOOL_DX:
+    case OP_AVGPOOL_ACT_DX:
         fprintf(f, " kernel=[%d,%d] stride=[%d,%d] pad=[%d,%d]%s", a->kernel[0], a->kernel[1],
                 a->stride[0], a->stride[1], a->pad[0], a->pad[1],
                 (n->op == OP_MAXPOOL || n->op == OP_MAXPOOL_DX) && a->relu ? " relu" : "");
@@ -50,7 +51,7 @@ static void print_attrs(FILE *f, const Node *n)
     default:
         break;
     }
-    if (n->op == OP_ACT_DX || n->op == OP_LOSS_DX) {
+    if (n->op == OP_ACT_DX || n->op == OP_LOSS_DX || n->op == OP_AVGPOOL_ACT_DX) {
         fprintf(f, " of=%s", op_name(a->of));
         if (a->of == OP_LEAKY_RELU || a->of == OP_ELU)
             fprintf(f, " alpha=%g", a->alpha);

@@ -84,6 +84,12 @@ def gen_pool(op):
             before.append("conv2d c(%d, kernel=%d, pad=%d)" % (r.randint(1, 4), k, k // 2))
         if op == "maxpool" and r.random() < 0.5:
             before.append("relu")  # laminac applies it to the maxima (rewrite.c)
+        if op == "avgpool" and r.random() < 0.5:
+            # laminac differentiates it in the pooling's backward loop
+            # where the windows lie side by side (grad.c), with the
+            # convolution's bias gradient
+            before.append(r.choice(["tanh", "sigmoid", "relu", "step", "leaky_relu(0.1)",
+                                    "elu(1.5)"]))
         layers = (["input x[%d, %d, %d]" % (c, h, w)] + before +
                   ["%s p(%s, stride=%s, pad=%s)" % (op, ktxt, stxt, ptxt),
                    "flatten", "dense out(%d)" % r.randint(2, 5)])

@@ -10,7 +10,9 @@
 #   as written  `laminac --emit=ir --no-rewrite examples/cnn.lam` is
 #            tests/ir/cnn.as-written: the IR before rewrite.c applied the
 #            relus and the convolutions' biases to the poolings' maxima (the
-#            golden of the layers as written).
+#            golden of the layers as written);
+#   avgpool_act_dx  lenet5's backward fuses each tanh with the average
+#            pooling after it, and --no-rewrite does not.
 # Each example needs a golden, and each golden an example.
 # LAMINAC=path overrides the compiler (default: ./laminac).
 set -u
@@ -68,6 +70,29 @@ if "$laminac" --emit=ir --no-rewrite examples/cnn.lam >"$out" 2>"$err" &&
 else
     bad "cnn ir --no-rewrite: differs from tests/ir/cnn.as-written"
     diff -u tests/ir/cnn.as-written "$out" | head -n 40
+fi
+# An activation followed by an average pooling of side-by-side windows is
+# differentiated in one node (grad.c): LeNet-5's tanh-then-avgpool pairs
+# give avgpool_act_dx and no stored gradient between the two; with
+# --no-rewrite, the two nodes of the layers as written.
+p='kernel=[2,2] stride=[2,2] pad=[0,0]'
+if "$laminac" --emit=ir-grad examples/lenet5.lam >"$out" 2>"$err" &&
+   grep -qF "%c1.pre.grad = avgpool_act_dx(%s2.grad, %c1) $p of=tanh : f32[64,6,28,28]" "$out" &&
+   grep -qF "%c3.pre.grad = avgpool_act_dx(%s4.grad, %c3) $p of=tanh : f32[64,16,10,10]" "$out" &&
+   ! grep -q '^%c[13]\.grad ' "$out"; then
+    ok "lenet5 ir-grad: tanh and avgpool differentiated together (avgpool_act_dx)"
+else
+    bad "lenet5 ir-grad: no avgpool_act_dx for c1/s2 and c3/s4, or c1.grad/c3.grad stored"
+    grep 'grad = ' "$out" | tail -n 8
+fi
+if "$laminac" --emit=ir-grad --no-rewrite examples/lenet5.lam >"$out" 2>"$err" &&
+   grep -qF "%c1.grad = avgpool_dx(%s2.grad) $p : " "$out" &&
+   grep -qF '%c1.pre.grad = act_dx(%c1.grad, %c1) of=tanh : ' "$out" &&
+   ! grep -q 'avgpool_act_dx' "$out"; then
+    ok "lenet5 ir-grad --no-rewrite: avgpool_dx then act_dx, as written"
+else
+    bad "lenet5 ir-grad --no-rewrite: not avgpool_dx then act_dx"
+    grep 'grad = ' "$out" | tail -n 8
 fi
 for golden in tests/ir/*.ir; do
     name=$(basename "$golden" .ir)
