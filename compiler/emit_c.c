@@ -1128,15 +1128,14 @@ static const char *dy_as_g(const Emitter *e, const char *formula)
 
 /* An average pooling's gradient and the gradient of the activation
  * before it, in one loop (grad.c fuses them where the windows lie side by
- * side): each row of windows spreads its shares of dy over a row of g,
- * and every row of the window turns g into the activation's dx there. g,
- * the gradient of the activation's output, is never stored. */
+ * side): g, the gradient of the activation's output, is made for one row
+ * of windows at a time and never stored. */
 void emit_avgpool_act_dx(Emitter *e, const Node *n)
 {
     Pool p = pool_of(e, n);
     const Node *pool = e->g->nodes.items[n->attr.of_node], *act = pool->in[0]->def;
     const Node *db = fused_bias_db(e, n);
-    const int64_t k = p.kh * p.kw, wide = p.ow * p.kw;
+    const int64_t k = p.kh * p.kw, wide = p.ow * p.kw, block = p.kh * p.w;
     ActText t = act_text(e, n->attr.of, n->attr.alpha, "g[w]", "v[at + w]");
     const Layer *act_layer = e->g->layers.items[act->layer];
     header(e, n, arena_printf(e->g->arena, "gradient of avgpool, then of %s's %s", act_layer->name,
@@ -1154,32 +1153,43 @@ void emit_avgpool_act_dx(Emitter *e, const Node *n)
           "            const size_t in = ((size_t)s * %lld + c) * %lld;\n"
           "            const size_t out = ((size_t)s * %lld + c) * %lld;\n",
        (long long)p.c, (long long)p.c, (long long)(p.h * p.w), (long long)p.c, (long long)(p.oh * p.ow));
-    /* The channel's sums of dx by column, as in maxpool_dx. */
+    /* A row of windows covers KH rows of the plane, one after the other in
+     * memory: g holds each window's share for all of them, KW times side
+     * by side in each row (and 0 past the last window), and one loop over
+     * the block makes the activation's dx. The block's length, not the
+     * plane's narrow width, is what the compiler vectorises. gs: the
+     * channel's sums of dx by position in the block (as in maxpool_dx). */
     if (db)
-        fn(e, "            float gs[%lld] = {0.0f};\n", (long long)wide);
+        fn(e, "            float gs[%lld] = {0.0f};\n", (long long)block);
     fn(e, "            for (int i = 0; i < %lld; i++) {\n"
-          "                float g[%lld]; /* each window's share, %lld times side by side */\n"
-          "                for (int j = 0; j < %lld; j++)\n"
-          "                    for (int q = 0; q < %lld; q++)\n"
-          "                        g[j * %lld + q] = dy[out + i * %lld + j] * (1.0f / %lld);\n"
+          "                float g[%lld];\n"
           "                for (int p = 0; p < %lld; p++) {\n"
-          "                    const size_t at = in + (size_t)(i * %lld + p) * %lld;\n"
-          "                    for (int w = 0; w < %lld; w++) {\n",
-       (long long)p.oh, (long long)wide, (long long)p.kw, (long long)p.ow, (long long)p.kw,
-       (long long)p.kw, (long long)p.ow, (long long)k, (long long)p.kh, (long long)p.kh,
-       (long long)p.w, (long long)wide);
+          "                    for (int j = 0; j < %lld; j++)\n"
+          "                        for (int q = 0; q < %lld; q++)\n"
+          "                            g[p * %lld + j * %lld + q] = dy[out + i * %lld + j] * (1.0f / %lld);\n",
+       (long long)p.oh, (long long)block, (long long)p.kh, (long long)p.ow, (long long)p.kw,
+       (long long)p.w, (long long)p.kw, (long long)p.ow, (long long)k);
+    if (wide < p.w)
+        fn(e, "                    for (int w = %lld; w < %lld; w++)\n"
+              "                        g[p * %lld + w] = 0.0f;\n",
+           (long long)wide, (long long)p.w, (long long)p.w);
+    fn(e, "                }\n"
+          "                const size_t at = in + (size_t)i * %lld;\n"
+          "                for (int w = 0; w < %lld; w++) {\n",
+       (long long)block, (long long)block);
     if (db)
-        fn(e, "                        const float d = %s;\n"
-              "                        dx[at + w] = d;\n"
-              "                        gs[w] += d;\n", t.dexpr);
+        fn(e, "                    const float d = %s;\n"
+              "                    dx[at + w] = d;\n"
+              "                    gs[w] += d;\n", t.dexpr);
     else
-        fn(e, "                        dx[at + w] = %s;\n", t.dexpr);
-    fn(e, "                    }\n"
-          "                }\n"
+        fn(e, "                    dx[at + w] = %s;\n", t.dexpr);
+    fn(e, "                }\n"
           "            }\n");
+    /* exact zeros where no window reaches (the columns past the last
+     * window were computed from g = 0 above, and are written again) */
     clear_uncovered(e, &p);
     if (db)
-        emit_db_sum(e, wide);
+        emit_db_sum(e, block);
     fn(e, "        }\n}\n");
     call(e, n, db ? arena_printf(e->g->arena, "%s + gp, s0, s1", ref(e, db->out)) : "s0, s1");
 }
