@@ -545,23 +545,26 @@ static void emit_im2row(Emitter *e, const Conv *c)
           "            float *row = rows + (size_t)(i * %lld + j) * %lld;\n",
        (long long)c->oh, (long long)c->ow, (long long)c->ow, (long long)c->rows);
     const char *in = nwide ? "    " : "";
+    /* where window row (c,p) of output position (i,j) starts in the source,
+     * less the column: (c * H + i*S + p) * W */
+    const char *line = arena_printf(e->g->arena, "(c * %lld + %s) * %lld", src_h,
+                                    index_expr(e, "i", (int)c->sh, 0, "p"), src_w);
     if (nwide)
         fn(e, "            if (i * %lld + j < %lld)\n"
               "                for (int c = 0; c < %lld; c++)\n"
               "                    for (int p = 0; p < %lld; p++)\n"
-              "                        memcpy(row + (c * %lld + p) * %lld, %s + (c * %lld + %s) * %lld + %s, %lld * sizeof(float));\n"
+              "                        memcpy(row + (c * %lld + p) * %lld, %s + %s + %s, %lld * sizeof(float));\n"
               "            else\n",
            (long long)c->ow, (long long)nwide, (long long)c->c, (long long)c->kh, (long long)c->kh,
-           (long long)c->kw, src, src_h, index_expr(e, "i", (int)c->sh, 0, "p"), src_w,
-           c->sw == 1 ? "j" : arena_printf(e->g->arena, "j * %lld", (long long)c->sw), (long long)wide);
+           (long long)c->kw, src, line, c->sw == 1 ? "j" : arena_printf(e->g->arena, "j * %lld", (long long)c->sw),
+           (long long)wide);
     fn(e, "%s            for (int c = 0; c < %lld; c++)\n"
           "%s                for (int p = 0; p < %lld; p++)\n"
           "%s                    for (int q = 0; q < %lld; q++)\n"
-          "%s                        row[(c * %lld + p) * %lld + q] = %s[(c * %lld + %s) * %lld + %s];\n"
+          "%s                        row[(c * %lld + p) * %lld + q] = %s[%s + %s];\n"
           "        }\n}\n",
        in, (long long)c->c, in, (long long)c->kh, in, (long long)c->kw, in, (long long)c->kh,
-       (long long)c->kw, src, src_h, index_expr(e, "i", (int)c->sh, 0, "p"), src_w,
-       index_expr(e, "j", (int)c->sw, 0, "q"));
+       (long long)c->kw, src, line, index_expr(e, "j", (int)c->sw, 0, "q"));
 }
 
 void emit_conv2d_dw(Emitter *e, const Node *n)
