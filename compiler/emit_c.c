@@ -1559,19 +1559,37 @@ static void emit_optimizer(Emitter *e, Buf *c)
 {
     const TrainCfg *t = &e->g->train;
     long long np = (long long)e->p->nparams;
-    /* Built for threads (laminac --threads), each thread updates a slice. */
-    const char *par = e->p->threads > 1
+    /* Built for threads (laminac --threads), each thread updates a slice;
+     * train_step has it sum the parts' gradients on the way (parts > 1),
+     * instead of a pass of their own before (sum_grads). */
+    const bool threads = e->p->threads > 1;
+    const char *par = threads
                           ? "#ifdef _OPENMP\n#pragma omp parallel for num_threads(m->threads) schedule(static) if (m->threads > 1)\n#endif\n"
                           : "";
+    const char *sig = arena_printf(e->g->arena, "static void optimizer_step(struct %s *m%s)\n{\n    float *mem = m->mem;\n",
+                                   e->prefix, threads ? ", int parts" : "");
+    /* d = g (+ weight_decay p), g summed over the parts first if need be */
+    const char *wd = t->weight_decay > 0 ? arena_printf(e->g->arena, " + %s * p[i]", flit(e, t->weight_decay)) : "";
+    const char *load =
+        !threads ? arena_printf(e->g->arena, "        float d = g[i]%s;\n", wd)
+                 : arena_printf(e->g->arena,
+                                "        float d = g[i];\n"
+                                "        for (int part = 1; part < %d; part++) /* a constant count: vectorised */\n"
+                                "            d += part < parts ? g[(size_t)part * %lld + i] : 0.0f;\n"
+                                "        g[i] = d; /* the model's gradient, as %s_grads shows it */\n%s",
+                                e->p->threads, (long long)e->p->grad_stride, e->prefix,
+                                *wd ? arena_printf(e->g->arena, "        d = d%s;\n", wd) : "");
+    const char *parts_note = "\n * With parts > 1 (train_step), g is first the sum of the parts' gradients,\n"
+                             " * part 0 + part 1 + ..., stored as the model's.";
     if (t->opt == OPT_SGD) {
         buf_printf(c, "/*\n * SGD as torch.optim.SGD: for every parameter p with gradient g,\n"
                       " *   d = g + weight_decay p\n");
         if (t->momentum > 0)
             buf_printf(c, " *   buf = momentum buf + d        (buf starts at 0, so step 1 sets buf = d)\n"
                           " *   d = %s\n", t->nesterov ? "d + momentum buf   (Nesterov)" : "buf");
-        buf_printf(c, " *   p = p - lr d\n * with momentum %g, weight_decay %g.\n */\n", t->momentum,
-                   t->weight_decay);
-        buf_printf(c, "static void optimizer_step(struct %s *m)\n{\n    float *mem = m->mem;\n", e->prefix);
+        buf_printf(c, " *   p = p - lr d\n * with momentum %g, weight_decay %g.%s\n */\n", t->momentum,
+                   t->weight_decay, threads ? parts_note : "");
+        buf_puts(c, sig);
         buf_printf(c, "    float *restrict p = mem, *restrict g = mem + %lld;\n",
                    (long long)((const Buffer *)e->p->of_tensor[((Tensor *)e->g->params.items[0])->grad->id])->offset);
         if (t->momentum > 0)
@@ -1579,8 +1597,7 @@ static void emit_optimizer(Emitter *e, Buf *c)
         buf_printf(c, "    const float lr = m->lr;\n"
                       "%s"
                       "    for (size_t i = 0; i < %lld; i++) {\n"
-                      "        float d = g[i]%s;\n", par, np,
-                   t->weight_decay > 0 ? arena_printf(e->g->arena, " + %s * p[i]", flit(e, t->weight_decay)) : "");
+                      "%s", par, np, load);
         if (t->momentum > 0) {
             buf_printf(c, "        buf[i] = %s * buf[i] + d;\n", flit(e, t->momentum));
             if (t->nesterov)
@@ -1594,9 +1611,9 @@ static void emit_optimizer(Emitter *e, Buf *c)
                       " *   g = g + weight_decay p\n"
                       " *   m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2\n"
                       " *   p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)\n"
-                      " * with beta1 %g, beta2 %g, eps %g, weight_decay %g.\n */\n",
-                   t->beta1, t->beta2, t->eps, t->weight_decay);
-        buf_printf(c, "static void optimizer_step(struct %s *m)\n{\n    float *mem = m->mem;\n", e->prefix);
+                      " * with beta1 %g, beta2 %g, eps %g, weight_decay %g.%s\n */\n",
+                   t->beta1, t->beta2, t->eps, t->weight_decay, threads ? parts_note : "");
+        buf_puts(c, sig);
         buf_printf(c, "    float *restrict p = mem, *restrict g = mem + %lld;\n"
                       "    float *restrict mo = ADAM_M, *restrict v = ADAM_V;\n",
                    (long long)((const Buffer *)e->p->of_tensor[((Tensor *)e->g->params.items[0])->grad->id])->offset);
@@ -1605,13 +1622,12 @@ static void emit_optimizer(Emitter *e, Buf *c)
                       "    const float bc2_sqrt = (float)sqrt(1.0 - pow(%.17g, t));\n"
                       "%s"
                       "    for (size_t i = 0; i < %lld; i++) {\n"
-                      "        float d = g[i]%s;\n"
+                      "%s"
                       "        mo[i] = %s * mo[i] + %s * d;\n"
                       "        v[i] = %s * v[i] + %s * d * d;\n"
                       "        p[i] -= step_size * mo[i] / (sqrtf(v[i]) / bc2_sqrt + %s);\n"
                       "    }\n    m->step++;\n}\n\n",
-                   t->beta1, t->beta2, par, np,
-                   t->weight_decay > 0 ? arena_printf(e->g->arena, " + %s * p[i]", flit(e, t->weight_decay)) : "",
+                   t->beta1, t->beta2, par, np, load,
                    flit(e, t->beta1), flit(e, 1 - t->beta1), flit(e, t->beta2), flit(e, 1 - t->beta2),
                    flit(e, t->eps));
     }
@@ -2061,52 +2077,62 @@ bool emit_c(const Graph *g, const Plan *p, const EmitOptions *o, const char *dir
                        "    if (n < 1 || n > %s_BATCH)\n        return NAN;\n%s"
                        "    return run_forward(m, x, target, n, 1);\n}\n\n",
                    P, P, tt, U, resolve);
+        const bool threads = p->threads > 1;
         buf_printf(&c, "/* The backward pass of one part: the forward layers' gradients in\n"
                        " * reverse order. Part 0 adds its parameter gradients to the model's; the\n"
-                       " * others, to their own buffers (gp floats further on), summed after. */\n"
+                       " * others, to their own buffers (gp floats further on), summed after.\n"
+                       " * fresh: part 0's start from 0 too (train_step), each part clearing its\n"
+                       " * own in parallel. */\n"
                        "static void backward_part(struct %s *m, const float *x, %s, int s0, int s1,\n"
-                       "    int n, int part)\n{\n"
+                       "    int n, int part, int fresh)\n{\n"
                        "    float *mem = m->mem;\n"
                        "    const size_t gp = (size_t)part * %lld;\n"
                        "    (void)x;\n    (void)n;\n    (void)target;\n"
-                       "    if (part > 0)\n        memset(mem + %lld + gp, 0, %s_NUM_PARAMS * sizeof(float));\n%s}\n\n",
+                       "    if (part > 0 || fresh)\n        memset(mem + %lld + gp, 0, %s_NUM_PARAMS * sizeof(float));\n%s}\n\n",
                    P, tt, (long long)p->grad_stride, (long long)goff, U, e.bwd.s ? e.bwd.s : "");
-        buf_printf(&c, "void %s_backward(struct %s *m, const float *x, %s, int n)\n{\n"
-                       "    float *mem = m->mem;\n"
-                       "    if (n < 1 || n > %s_BATCH)\n        return;\n%s"
+        buf_printf(&c, "/* The backward pass over the batch, in parts; returns their number. */\n"
+                       "static int run_backward(struct %s *m, const float *x, %s, int n, int fresh)\n{\n"
                        "    const int parts = %s_THREADS < n ? %s_THREADS : n; /* no empty parts */\n"
                        "#ifdef _OPENMP\n#pragma omp parallel for num_threads(m->threads) schedule(static, 1) if (parts > 1)\n#endif\n"
                        "    for (int part = 0; part < parts; part++)\n"
-                       "        backward_part(m, x, target, n * part / parts, n * (part + 1) / parts, n, part);\n"
-                       "    /* the parts' parameter gradients, summed into the model's in a fixed order\n"
-                       "     * (part 0 + part 1 + ...), each thread a slice of the parameters */\n"
-                       "    float *restrict g = mem + %lld;\n"
-                       "    if (parts == 1)\n"
-                       "        return;\n"
-                       "%s"
-                       "    for (size_t i = 0; i < %s_NUM_PARAMS; i++) {\n"
-                       "        float sum = g[i];\n"
-                       "        for (int part = 1; part < parts; part++)\n"
-                       "            sum += g[(size_t)part * %lld + i];\n"
-                       "        g[i] = sum;\n"
-                       "    }\n}\n\n",
-                   P, P, tt, U, resolve, U, U, (long long)goff,
-                   p->threads > 1 ? "#ifdef _OPENMP\n#pragma omp parallel for num_threads(m->threads) schedule(static)\n#endif\n" : "",
-                   U, (long long)p->grad_stride);
+                       "        backward_part(m, x, target, n * part / parts, n * (part + 1) / parts, n, part, fresh);\n"
+                       "    return parts;\n}\n\n",
+                   P, tt, U, U);
+        if (threads)
+            buf_printf(&c, "/* The parts' parameter gradients, summed into the model's in a fixed\n"
+                           " * order (part 0 + part 1 + ...), each thread a slice of the parameters. */\n"
+                           "static void sum_grads(struct %s *m, int parts)\n{\n"
+                           "    float *restrict g = m->mem + %lld;\n"
+                           "#ifdef _OPENMP\n#pragma omp parallel for num_threads(m->threads) schedule(static)\n#endif\n"
+                           "    for (size_t i = 0; i < %s_NUM_PARAMS; i++) {\n"
+                           "        float sum = g[i];\n"
+                           "        for (int part = 1; part < %d; part++) /* a constant count: vectorised */\n"
+                           "            sum += part < parts ? g[(size_t)part * %lld + i] : 0.0f;\n"
+                           "        g[i] = sum;\n"
+                           "    }\n}\n\n",
+                       P, (long long)goff, U, p->threads, (long long)p->grad_stride);
+        buf_printf(&c, "void %s_backward(struct %s *m, const float *x, %s, int n)\n{\n"
+                       "    if (n < 1 || n > %s_BATCH)\n        return;\n%s"
+                       "    %srun_backward(m, x, target, n, 0);\n%s}\n\n",
+                   P, P, tt, U, resolve, threads ? "const int parts = " : "",
+                   threads ? "    if (parts > 1)\n        sum_grads(m, parts);\n" : "");
         buf_printf(&c, "void %s_zero_grad(struct %s *m)\n{\n"
                        "    memset(m->mem + %lld, 0, %s_NUM_PARAMS * sizeof(float));\n}\n\n"
-                       "void %s_update(struct %s *m)\n{\n    optimizer_step(m);\n}\n\n",
-                   P, P, (long long)goff, U, P, P);
+                       "void %s_update(struct %s *m)\n{\n    optimizer_step(m%s);\n}\n\n",
+                   P, P, (long long)goff, U, P, P, threads ? ", 1" : "");
+        /* One pass less than the pieces: the gradients start from 0 in
+         * backward's parts, and (with threads) the optimizer sums the parts. */
         buf_printf(&c, "float %s_train_step(struct %s *m, const float *x, %s, int n)\n{\n"
-                       "    if (n < 1 || n > %s_BATCH)\n        return NAN;\n"
-                       "    %s_zero_grad(m);\n"
-                       "    float loss = %s_forward_train(m, x, target, n);\n"
-                       "    if (!isfinite(loss))\n"
-                       "        return loss; /* a label out of range, or divergence: no update */\n"
-                       "    %s_backward(m, x, target, n);\n"
-                       "    %s_update(m);\n"
+                       "    if (n < 1 || n > %s_BATCH)\n        return NAN;\n%s"
+                       "    float loss = run_forward(m, x, target, n, 1);\n"
+                       "    if (!isfinite(loss)) { /* a label out of range, or divergence: no update */\n"
+                       "        %s_zero_grad(m);\n"
+                       "        return loss;\n"
+                       "    }\n"
+                       "    %srun_backward(m, x, target, n, 1);\n"
+                       "    optimizer_step(m%s);\n"
                        "    return loss;\n}\n\n",
-                   P, P, tt, U, P, P, P, P);
+                   P, P, tt, U, resolve, P, threads ? "const int parts = " : "", threads ? ", parts" : "");
         buf_printf(&c, "float *%s_grads(struct %s *m)\n{\n    return m->mem + %lld;\n}\n\n", P, P, (long long)goff);
     } else {
         buf_printf(&c, "float *%s_grads(struct %s *m)\n{\n    (void)m;\n    return NULL;\n}\n\n", P, P);
