@@ -666,19 +666,27 @@ static void window_loops(Emitter *e, const Pool *p, const char *indent)
            indent, (long long)p->h, (long long)p->w, indent);
 }
 
-/* The loops over samples, channels and output positions; `before_rows`,
- * if not NULL, goes inside the channel's loop before its rows. */
-static void pool_outer(Emitter *e, const Pool *p, const char *before_rows)
+/* The loops over samples and channels, opening the channel's block: in
+ * and out, where its planes of x and y start. */
+static void pool_channels(Emitter *e, const Pool *p)
 {
     fn(e, "    for (int s = s0; s < s1; s++)\n"
           "        for (int c = 0; c < %lld; c++) {\n"
           "            const size_t in = ((size_t)s * %lld + c) * %lld;\n"
-          "            const size_t out = ((size_t)s * %lld + c) * %lld;\n"
-          "%s"
+          "            const size_t out = ((size_t)s * %lld + c) * %lld;\n",
+       (long long)p->c, (long long)p->c, (long long)(p->h * p->w), (long long)p->c,
+       (long long)(p->oh * p->ow));
+}
+
+/* The loops over samples, channels and output positions; `before_rows`,
+ * if not NULL, goes inside the channel's loop before its rows. */
+static void pool_outer(Emitter *e, const Pool *p, const char *before_rows)
+{
+    pool_channels(e, p);
+    fn(e, "%s"
           "            for (int i = 0; i < %lld; i++)\n"
           "                for (int j = 0; j < %lld; j++) {\n",
-       (long long)p->c, (long long)p->c, (long long)(p->h * p->w), (long long)p->c,
-       (long long)(p->oh * p->ow), before_rows ? before_rows : "", (long long)p->oh, (long long)p->ow);
+       before_rows ? before_rows : "", (long long)p->oh, (long long)p->ow);
 }
 
 /* Windows side by side: stride = kernel, no padding. */
@@ -1019,7 +1027,9 @@ typedef struct ActText {
     const char *dexpr;    /* C for dx from the C expressions dy and v (y or x, see grad.c) */
 } ActText;
 
-static ActText act_text(const Emitter *e, Op op, double alpha, const char *dy, const char *v)
+/* dy and v: the C expressions dexpr reads; dyname: what dformula calls dy. */
+static ActText act_text(const Emitter *e, Op op, double alpha, const char *dy, const char *v,
+                        const char *dyname)
 {
     Arena *a = e->g->arena;
     switch (op) {
@@ -1028,23 +1038,25 @@ static ActText act_text(const Emitter *e, Op op, double alpha, const char *dy, c
                          "dx = 0  (the step is flat almost everywhere)",
                          arena_printf(a, "0.0f * %s * %s", dy, v)};
     case OP_SIGMOID:
-        return (ActText){"y = 1 / (1 + exp(-x))", "sigmoid_approx(x[i])", "dx = dy * y * (1 - y)",
+        return (ActText){"y = 1 / (1 + exp(-x))", "sigmoid_approx(x[i])",
+                         arena_printf(a, "dx = %s * y * (1 - y)", dyname),
                          arena_printf(a, "%s * %s * (1.0f - %s)", dy, v, v)};
     case OP_TANH:
-        return (ActText){"y = tanh(x)", "tanh_approx(x[i])", "dx = dy * (1 - y^2)",
+        return (ActText){"y = tanh(x)", "tanh_approx(x[i])", arena_printf(a, "dx = %s * (1 - y^2)", dyname),
                          arena_printf(a, "%s * (1.0f - %s * %s)", dy, v, v)};
     case OP_RELU:
-        return (ActText){"y = max(x, 0)", "x[i] > 0.0f ? x[i] : 0.0f", "dx = x > 0 ? dy : 0",
+        return (ActText){"y = max(x, 0)", "x[i] > 0.0f ? x[i] : 0.0f",
+                         arena_printf(a, "dx = x > 0 ? %s : 0", dyname),
                          arena_printf(a, "%s > 0.0f ? %s : 0.0f", v, dy)};
     case OP_LEAKY_RELU:
         return (ActText){arena_printf(a, "y = x > 0 ? x : %g x", alpha),
                          arena_printf(a, "x[i] > 0.0f ? x[i] : %s * x[i]", flit(e, alpha)),
-                         arena_printf(a, "dx = x > 0 ? dy : %g dy", alpha),
+                         arena_printf(a, "dx = x > 0 ? %s : %g %s", dyname, alpha, dyname),
                          arena_printf(a, "%s > 0.0f ? %s : %s * %s", v, dy, flit(e, alpha), dy)};
     case OP_ELU:
         return (ActText){arena_printf(a, "y = x > 0 ? x : %g (exp(x) - 1)", alpha),
                          arena_printf(a, "x[i] > 0.0f ? x[i] : %s * expm1f(x[i])", flit(e, alpha)),
-                         arena_printf(a, "dx = x > 0 ? dy : dy %g exp(x)", alpha),
+                         arena_printf(a, "dx = x > 0 ? %s : %s %g exp(x)", dyname, dyname, alpha),
                          arena_printf(a, "%s > 0.0f ? %s : %s * %s * expf(%s)", v, dy, dy, flit(e, alpha), v)};
     default:
         die("internal: %s is not elementwise", op_name(op));
@@ -1055,7 +1067,7 @@ void emit_act(Emitter *e, const Node *n)
 {
     e->need_tanh |= n->op == OP_TANH;
     e->need_sigmoid |= n->op == OP_SIGMOID;
-    ActText t = act_text(e, n->op, n->attr.alpha, "dy[i]", "v[i]");
+    ActText t = act_text(e, n->op, n->attr.alpha, "dy[i]", "v[i]", "dy");
     header(e, n, op_name(n->op), arena_printf(e->g->arena, " *   %s, elementwise\n", t.formula));
     fn(e, "static void %s(const float *restrict x, float *restrict y, int s0, int s1)\n{\n"
           "    for (size_t i = (size_t)s0 * %lld; i < (size_t)s1 * %lld; i++)\n"
@@ -1105,7 +1117,7 @@ void emit_act_dx(Emitter *e, const Node *n)
         call(e, n, "s0, s1");
         return;
     }
-    ActText t = act_text(e, n->attr.of, n->attr.alpha, "dy[i]", "v[i]");
+    ActText t = act_text(e, n->attr.of, n->attr.alpha, "dy[i]", "v[i]", "dy");
     header(e, n, arena_printf(e->g->arena, "gradient of %s", op_name(n->attr.of)),
            arena_printf(e->g->arena, " *   %s, elementwise\n", t.dformula));
     fn(e, "static void %s(const float *restrict dy, const float *restrict v,\n"
@@ -1114,19 +1126,6 @@ void emit_act_dx(Emitter *e, const Node *n)
           "        dx[i] = %s;\n}\n",
        fn_name(e, n), (long long)k, (long long)k, t.dexpr);
     call(e, n, "s0, s1");
-}
-
-/* An activation's gradient formula (act_text) with g in place of dy. */
-static const char *dy_as_g(const Emitter *e, const char *formula)
-{
-    char *out = arena_printf(e->g->arena, "%s", formula), *to = out;
-    for (const char *c = formula; *c; c++)
-        if (c[0] == 'd' && c[1] == 'y')
-            *to++ = 'g', c++;
-        else
-            *to++ = *c;
-    *to = '\0';
-    return out;
 }
 
 /* An average pooling's gradient and the gradient of the activation
@@ -1138,8 +1137,8 @@ void emit_avgpool_act_dx(Emitter *e, const Node *n)
     Pool p = pool_of(e, n);
     const Node *pool = e->g->nodes.items[n->attr.of_node], *act = pool->in[0]->def;
     const Node *db = fused_bias_db(e, n);
-    const int64_t k = p.kh * p.kw, wide = p.ow * p.kw, block = p.kh * p.w;
-    ActText t = act_text(e, n->attr.of, n->attr.alpha, "g[w]", "v[at + w]");
+    const int64_t k = p.kh * p.kw, wide = p.ow * p.kw;
+    ActText t = act_text(e, n->attr.of, n->attr.alpha, "g[w]", "v[at + w]", "g");
     const Layer *act_layer = e->g->layers.items[act->layer];
     header(e, n, arena_printf(e->g->arena, "gradient of avgpool, then of %s's %s", act_layer->name,
                               op_name(n->attr.of)),
@@ -1147,47 +1146,58 @@ void emit_avgpool_act_dx(Emitter *e, const Node *n)
                         " *   g[s,c,h,w] = (1/%lld) dy[s,c,i,j], (i,j) the window that contains (h,w)\n"
                         " *   (the windows do not overlap; 0 where none does): the gradient of %s,\n"
                         " *   never stored, then %s's: %s, elementwise\n%s",
-                        (long long)k, act->out->name, op_name(n->attr.of), dy_as_g(e, t.dformula),
+                        (long long)k, act->out->name, op_name(n->attr.of), t.dformula,
                         fused_db_text(e, db, "s, h, w of dx[s,c,h,w]")));
     fn(e, "static void %s(const float *restrict dy, const float *restrict v,\n"
           "    float *restrict dx, %sint s0, int s1)\n{\n", fn_name(e, n), db ? "float *restrict db, " : "");
-    fn(e, "    for (int s = s0; s < s1; s++)\n"
-          "        for (int c = 0; c < %lld; c++) {\n"
-          "            const size_t in = ((size_t)s * %lld + c) * %lld;\n"
-          "            const size_t out = ((size_t)s * %lld + c) * %lld;\n",
-       (long long)p.c, (long long)p.c, (long long)(p.h * p.w), (long long)p.c, (long long)(p.oh * p.ow));
+    pool_channels(e, &p);
     /* A row of windows covers KH rows of the plane, one after the other in
      * memory: g holds each window's share for all of them, KW times side
      * by side in each row (and 0 past the last window), and one loop over
      * the block makes the activation's dx. The block's length, not the
      * plane's narrow width, is what the compiler vectorises. gs: the
-     * channel's sums of dx by position in the block (as in maxpool_dx). */
+     * channel's sums of dx by position in the block (as in maxpool_dx).
+     * Where KH rows would be more than 1024 floats (4 KiB of stack for g,
+     * as much for gs), g is one row, used for each of the KH in turn. */
+    const bool whole = p.kh * p.w <= 1024;
+    const int64_t block = whole ? p.kh * p.w : p.w;
+    const char *ind = whole ? "    " : "";
     if (db)
         fn(e, "            float gs[%lld] = {0.0f};\n", (long long)block);
     fn(e, "            for (int i = 0; i < %lld; i++) {\n"
-          "                float g[%lld];\n"
-          "                for (int p = 0; p < %lld; p++) {\n"
-          "                    for (int j = 0; j < %lld; j++)\n"
-          "                        for (int q = 0; q < %lld; q++)\n"
-          "                            g[p * %lld + j * %lld + q] = dy[out + i * %lld + j] * (1.0f / %lld);\n",
-       (long long)p.oh, (long long)block, (long long)p.kh, (long long)p.ow, (long long)p.kw,
-       (long long)p.w, (long long)p.kw, (long long)p.ow, (long long)k);
+          "                float g[%lld];\n", (long long)p.oh, (long long)block);
+    if (whole)
+        fn(e, "                for (int p = 0; p < %lld; p++) {\n", (long long)p.kh);
+    fn(e, "%s                for (int j = 0; j < %lld; j++)\n"
+          "%s                    for (int q = 0; q < %lld; q++)\n"
+          "%s                        g[%sj * %lld + q] = dy[out + i * %lld + j] * (1.0f / %lld);\n",
+       ind, (long long)p.ow, ind, (long long)p.kw, ind,
+       whole ? arena_printf(e->g->arena, "p * %lld + ", (long long)p.w) : "", (long long)p.kw,
+       (long long)p.ow, (long long)k);
     if (wide < p.w)
-        fn(e, "                    for (int w = %lld; w < %lld; w++)\n"
-              "                        g[p * %lld + w] = 0.0f;\n",
-           (long long)wide, (long long)p.w, (long long)p.w);
-    fn(e, "                }\n"
-          "                const size_t at = in + (size_t)i * %lld;\n"
-          "                for (int w = 0; w < %lld; w++) {\n",
-       (long long)block, (long long)block);
-    if (db)
-        fn(e, "                    const float d = %s;\n"
-              "                    dx[at + w] = d;\n"
-              "                    gs[w] += d;\n", t.dexpr);
+        fn(e, "%s                for (int w = %lld; w < %lld; w++)\n"
+              "%s                    g[%sw] = 0.0f;\n",
+           ind, (long long)wide, (long long)p.w, ind,
+           whole ? arena_printf(e->g->arena, "p * %lld + ", (long long)p.w) : "");
+    /* the block loop, inside a loop over the KH rows when g is one row */
+    const char *in2 = whole ? "" : "    ";
+    if (whole)
+        fn(e, "                }\n"
+              "                const size_t at = in + (size_t)i * %lld;\n", (long long)block);
     else
-        fn(e, "                    dx[at + w] = %s;\n", t.dexpr);
-    fn(e, "                }\n"
-          "            }\n");
+        fn(e, "                for (int p = 0; p < %lld; p++) {\n"
+              "                    const size_t at = in + (size_t)(i * %lld + p) * %lld;\n",
+           (long long)p.kh, (long long)p.kh, (long long)p.w);
+    fn(e, "%s                for (int w = 0; w < %lld; w++) {\n", in2, (long long)block);
+    if (db)
+        fn(e, "%s                    const float d = %s;\n"
+              "%s                    dx[at + w] = d;\n"
+              "%s                    gs[w] += d;\n", in2, t.dexpr, in2, in2);
+    else
+        fn(e, "%s                    dx[at + w] = %s;\n", in2, t.dexpr);
+    fn(e, "%s                }\n"
+          "%s"
+          "            }\n", in2, whole ? "" : "                }\n");
     /* exact zeros where no window reaches (the columns past the last
      * window were computed from g = 0 above, and are written again) */
     clear_uncovered(e, &p);
@@ -1555,6 +1565,24 @@ static void emit_init(Emitter *e, Buf *c)
     buf_puts(c, "}\n\n");
 }
 
+/* Where the model's parameter gradients start in the instance's array. */
+static long long grads_offset(const Emitter *e)
+{
+    return (long long)((const Buffer *)e->p->of_tensor[((Tensor *)e->g->params.items[0])->grad->id])->offset;
+}
+
+/* The statement that adds the gradients of parts 1.. of a --threads build
+ * to variable `var`, holding part 0's gradient of parameter i: the loop
+ * runs the build's constant count, which gcc -O3 vectorises (a loop to
+ * `parts` is not), and leaves var as it is for the parts not in use. */
+static const char *parts_sum(const Emitter *e, const char *var)
+{
+    return arena_printf(e->g->arena,
+                        "        for (int part = 1; part < %d; part++) /* a constant count */\n"
+                        "            %s = part < parts ? %s + g[(size_t)part * %lld + i] : %s;\n",
+                        e->p->threads, var, var, (long long)e->p->grad_stride, var);
+}
+
 static void emit_optimizer(Emitter *e, Buf *c)
 {
     const TrainCfg *t = &e->g->train;
@@ -1574,10 +1602,9 @@ static void emit_optimizer(Emitter *e, Buf *c)
         !threads ? arena_printf(e->g->arena, "        float d = g[i]%s;\n", wd)
                  : arena_printf(e->g->arena,
                                 "        float d = g[i];\n"
-                                "        for (int part = 1; part < %d; part++) /* a constant count: vectorised */\n"
-                                "            d += part < parts ? g[(size_t)part * %lld + i] : 0.0f;\n"
+                                "%s"
                                 "        g[i] = d; /* the model's gradient, as %s_grads shows it */\n%s",
-                                e->p->threads, (long long)e->p->grad_stride, e->prefix,
+                                parts_sum(e, "d"), e->prefix,
                                 *wd ? arena_printf(e->g->arena, "        d = d%s;\n", wd) : "");
     const char *parts_note = "\n * With parts > 1 (train_step), g is first the sum of the parts' gradients,\n"
                              " * part 0 + part 1 + ..., stored as the model's.";
@@ -1590,8 +1617,7 @@ static void emit_optimizer(Emitter *e, Buf *c)
         buf_printf(c, " *   p = p - lr d\n * with momentum %g, weight_decay %g.%s\n */\n", t->momentum,
                    t->weight_decay, threads ? parts_note : "");
         buf_puts(c, sig);
-        buf_printf(c, "    float *restrict p = mem, *restrict g = mem + %lld;\n",
-                   (long long)((const Buffer *)e->p->of_tensor[((Tensor *)e->g->params.items[0])->grad->id])->offset);
+        buf_printf(c, "    float *restrict p = mem, *restrict g = mem + %lld;\n", grads_offset(e));
         if (t->momentum > 0)
             buf_printf(c, "    float *restrict buf = MOMENTUM;\n");
         buf_printf(c, "    const float lr = m->lr;\n"
@@ -1616,7 +1642,7 @@ static void emit_optimizer(Emitter *e, Buf *c)
         buf_puts(c, sig);
         buf_printf(c, "    float *restrict p = mem, *restrict g = mem + %lld;\n"
                       "    float *restrict mo = ADAM_M, *restrict v = ADAM_V;\n",
-                   (long long)((const Buffer *)e->p->of_tensor[((Tensor *)e->g->params.items[0])->grad->id])->offset);
+                   grads_offset(e));
         buf_printf(c, "    const double t = (double)(m->step + 1);\n"
                       "    const float step_size = (float)(m->lr / (1.0 - pow(%.17g, t)));\n"
                       "    const float bc2_sqrt = (float)sqrt(1.0 - pow(%.17g, t));\n"
@@ -2072,7 +2098,7 @@ bool emit_c(const Graph *g, const Plan *p, const EmitOptions *o, const char *dir
     }
     if (train) {
         const char *resolve = tgt->role == ROLE_INPUT ? "    if (!target)\n        target = x;\n" : "";
-        int64_t goff = ((const Buffer *)p->of_tensor[((Tensor *)g->params.items[0])->grad->id])->offset;
+        const long long goff = grads_offset(&e);
         buf_printf(&c, "float %s_forward_train(struct %s *m, const float *x, %s, int n)\n{\n"
                        "    if (n < 1 || n > %s_BATCH)\n        return NAN;\n%s"
                        "    return run_forward(m, x, target, n, 1);\n}\n\n",
@@ -2089,7 +2115,7 @@ bool emit_c(const Graph *g, const Plan *p, const EmitOptions *o, const char *dir
                        "    const size_t gp = (size_t)part * %lld;\n"
                        "    (void)x;\n    (void)n;\n    (void)target;\n"
                        "    if (part > 0 || fresh)\n        memset(mem + %lld + gp, 0, %s_NUM_PARAMS * sizeof(float));\n%s}\n\n",
-                   P, tt, (long long)p->grad_stride, (long long)goff, U, e.bwd.s ? e.bwd.s : "");
+                   P, tt, (long long)p->grad_stride, goff, U, e.bwd.s ? e.bwd.s : "");
         buf_printf(&c, "/* The backward pass over the batch, in parts; returns their number. */\n"
                        "static int run_backward(struct %s *m, const float *x, %s, int n, int fresh)\n{\n"
                        "    const int parts = %s_THREADS < n ? %s_THREADS : n; /* no empty parts */\n"
@@ -2106,11 +2132,10 @@ bool emit_c(const Graph *g, const Plan *p, const EmitOptions *o, const char *dir
                            "#ifdef _OPENMP\n#pragma omp parallel for num_threads(m->threads) schedule(static)\n#endif\n"
                            "    for (size_t i = 0; i < %s_NUM_PARAMS; i++) {\n"
                            "        float sum = g[i];\n"
-                           "        for (int part = 1; part < %d; part++) /* a constant count: vectorised */\n"
-                           "            sum += part < parts ? g[(size_t)part * %lld + i] : 0.0f;\n"
+                           "%s"
                            "        g[i] = sum;\n"
                            "    }\n}\n\n",
-                       P, (long long)goff, U, p->threads, (long long)p->grad_stride);
+                       P, goff, U, parts_sum(&e, "sum"));
         buf_printf(&c, "void %s_backward(struct %s *m, const float *x, %s, int n)\n{\n"
                        "    if (n < 1 || n > %s_BATCH)\n        return;\n%s"
                        "    %srun_backward(m, x, target, n, 0);\n%s}\n\n",
@@ -2119,7 +2144,7 @@ bool emit_c(const Graph *g, const Plan *p, const EmitOptions *o, const char *dir
         buf_printf(&c, "void %s_zero_grad(struct %s *m)\n{\n"
                        "    memset(m->mem + %lld, 0, %s_NUM_PARAMS * sizeof(float));\n}\n\n"
                        "void %s_update(struct %s *m)\n{\n    optimizer_step(m%s);\n}\n\n",
-                   P, P, (long long)goff, U, P, P, threads ? ", 1" : "");
+                   P, P, goff, U, P, P, threads ? ", 1" : "");
         /* One pass less than the pieces: the gradients start from 0 in
          * backward's parts, and (with threads) the optimizer sums the parts. */
         buf_printf(&c, "float %s_train_step(struct %s *m, const float *x, %s, int n)\n{\n"
@@ -2133,7 +2158,7 @@ bool emit_c(const Graph *g, const Plan *p, const EmitOptions *o, const char *dir
                        "    optimizer_step(m%s);\n"
                        "    return loss;\n}\n\n",
                    P, P, tt, U, resolve, P, threads ? "const int parts = " : "", threads ? ", parts" : "");
-        buf_printf(&c, "float *%s_grads(struct %s *m)\n{\n    return m->mem + %lld;\n}\n\n", P, P, (long long)goff);
+        buf_printf(&c, "float *%s_grads(struct %s *m)\n{\n    return m->mem + %lld;\n}\n\n", P, P, goff);
     } else {
         buf_printf(&c, "float *%s_grads(struct %s *m)\n{\n    (void)m;\n    return NULL;\n}\n\n", P, P);
     }

@@ -15,7 +15,8 @@
  *
  * The language makes chains, so every tensor on the loss path has one
  * consumer and one gradient; a graph with fan-out (skip connections)
- * would add an accumulating node here, and nowhere else.
+ * would add an accumulating node here (the fusion above already checks
+ * that the activation has one reader).
  */
 #include "lamina.h"
 
@@ -108,15 +109,15 @@ static Tensor *act_dx_operand(const Node *act)
 /* The elementwise activation whose output average pooling n reads, when
  * the two are differentiated in one loop: the pooling's windows side by
  * side (stride = kernel, no padding), so that each element of the
- * activation gets the share of one window, and nothing else reading the
- * activation's output (the language makes chains; a kept layer is only
- * read after the pass). Else NULL. */
+ * activation gets the share of one window, and the pooling the only
+ * reader of the activation's output (not kept with --keep either). Else
+ * NULL. */
 static const Node *act_before_avgpool(const Graph *g, const Node *n)
 {
     const Node *act = n->in[0]->def;
     const Attrs *a = &n->attr;
     if (!g->fuse_grad || !act || op_info[act->op].kind != OPK_ACT || act->op == OP_SOFTMAX ||
-        !needs_grad(act->in[0]))
+        !needs_grad(act->in[0]) || !tensor_only_read_by(g, act->out, n))
         return NULL;
     if (a->stride[0] != a->kernel[0] || a->stride[1] != a->kernel[1] || a->pad[0] || a->pad[1])
         return NULL;

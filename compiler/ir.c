@@ -58,6 +58,23 @@ Shape shape_of(int rank, const int64_t *dims)
     return s;
 }
 
+/* Is t read by forward node `by` only, and not wanted after the pass (the
+ * output, a layer kept with --keep)? */
+bool tensor_only_read_by(const Graph *g, const Tensor *t, const Node *by)
+{
+    if (t->keep || t == g->output)
+        return false;
+    for (int i = 0; i < g->nforward; i++) {
+        const Node *n = g->nodes.items[i];
+        if (n == by)
+            continue;
+        for (int k = 0; k < n->nin; k++)
+            if (n->in[k] == t)
+                return false;
+    }
+    return true;
+}
+
 int64_t shape_elems(const Shape *s)
 {
     int64_t n = 1;

@@ -395,6 +395,8 @@ Graph *graph_new(Arena *a);
 Tensor *graph_tensor(Graph *g, const char *name, Role role, Shape s, Loc at);
 Node *graph_node(Graph *g, Op op, Tensor **in, int nin, Attrs attr, Loc at);
 int64_t shape_elems(const Shape *s);
+/* Is t read by forward node `by` only, and not wanted after the pass? */
+bool tensor_only_read_by(const Graph *g, const Tensor *t, const Node *by);
 Shape shape_of(int rank, const int64_t *dims);
 /* "[64,6,28,28]" into buf (at least 64 bytes); returns buf. */
 char *shape_str(const Shape *s, char *buf, size_t n);

@@ -45,22 +45,6 @@
  */
 #include "lamina.h"
 
-/* Is t read by node `by` only, and not wanted by anyone after the pass? */
-static bool only_read_by(const Graph *g, const Tensor *t, const Node *by)
-{
-    if (t->keep || t == g->output)
-        return false;
-    for (int i = 0; i < g->nforward; i++) {
-        const Node *n = g->nodes.items[i];
-        if (n == by)
-            continue;
-        for (int k = 0; k < n->nin; k++)
-            if (n->in[k] == t)
-                return false;
-    }
-    return true;
-}
-
 /* Takes forward node n and its output tensor out of the graph: the nodes
  * and tensors after them move up one place (ids are indices), and the
  * layers' node ranges follow. Runs before differentiation, when nothing
@@ -116,13 +100,13 @@ void rewrite_forward(Graph *g)
     for (int i = 0; i + 1 < g->nforward; i++) {
         Node *act = g->nodes.items[i], *next = g->nodes.items[i + 1];
         if (act->op == OP_RELU && next->op == OP_MAXPOOL && !next->attr.relu &&
-            next->in[0] == act->out && act->layer != next->layer && only_read_by(g, act->out, next))
+            next->in[0] == act->out && act->layer != next->layer && tensor_only_read_by(g, act->out, next))
             fuse_relu_into_maxpool(g, act, next);
     }
     for (int i = 0; i + 1 < g->nforward; i++) {
         Node *conv = g->nodes.items[i], *pool = g->nodes.items[i + 1];
         if (conv->op == OP_CONV2D && conv->nin == 3 && pool->op == OP_MAXPOOL && pool->nin == 1 &&
-            pool->in[0] == conv->out && only_read_by(g, conv->out, pool))
+            pool->in[0] == conv->out && tensor_only_read_by(g, conv->out, pool))
             move_bias_into_maxpool(g, conv, pool);
     }
 }

@@ -68,10 +68,15 @@ def gen_conv2d(r):
 def gen_pool(op):
     def g(r):
         c, h, w = image(r)
-        ktxt, (kh, kw) = pair(r, 1, 3)
+        # rows wider than the fused activation-and-average-pool backward's
+        # block of 1024 floats (emit_c.c, emit_avgpool_act_dx): g one row
+        wide = op == "avgpool" and r.random() < 0.15
+        if wide:
+            c, h, w = r.randint(1, 2), r.randint(3, 5), r.randint(515, 640)
+        ktxt, (kh, kw) = pair(r, 2 if wide else 1, 3)
         stxt, _ = pair(r, 1, 3)
         ph, pw = r.randint(0, kh // 2), r.randint(0, kw // 2)
-        if r.random() < 0.35:
+        if wide or r.random() < 0.35:
             # windows side by side (stride = kernel, no padding): the
             # backward's own path, with the rows and columns no window
             # covers when the size is not a multiple of the window
@@ -84,7 +89,7 @@ def gen_pool(op):
             before.append("conv2d c(%d, kernel=%d, pad=%d)" % (r.randint(1, 4), k, k // 2))
         if op == "maxpool" and r.random() < 0.5:
             before.append("relu")  # laminac applies it to the maxima (rewrite.c)
-        if op == "avgpool" and r.random() < 0.5:
+        if op == "avgpool" and (wide or r.random() < 0.5):
             # laminac differentiates it in the pooling's backward loop
             # where the windows lie side by side (grad.c), with the
             # convolution's bias gradient
