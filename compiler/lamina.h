@@ -469,6 +469,9 @@ typedef struct Buffer {
     int64_t offset, size;
     int first, last;  /* live from node first to node last (schedule order) */
     bool in_part;     /* --threads: in each part's own area (offset: part 0's) */
+    bool read_whole;  /* --threads: holds a tensor read after the pass as a
+                       * whole batch (the output, a kept layer, the input's
+                       * gradient), so the parts share it (plan.c) */
     int64_t sample;   /* in_part: floats a sample (0: not by sample, scratch) */
 } Buffer;
 

@@ -134,19 +134,18 @@ static void split_in_parts(Graph *g, Plan *p, PtrVec *work)
     int64_t batch = g->train.batch;
     p->part_rows = (batch + p->threads - 1) / p->threads;
     PtrVec mine = {0}, ours = {0};
+    /* read whole: the output, the input's gradient, kept layers; a view (a
+     * kept flatten) marks its source's buffer */
+    for (int k = 0; k < g->tensors.len; k++) {
+        const Tensor *u = g->tensors.items[k];
+        if ((u == g->output || u->keep || (p->training && u == g->input->grad)) && p->of_tensor[u->id])
+            p->of_tensor[u->id]->read_whole = true;
+    }
     for (int i = 0; i < work->len; i++) {
         Buffer *b = work->items[i];
         const Tensor *t = b->t;
         bool by_sample = t && t->role != ROLE_LOSS && t->shape.rank > 0 && t->shape.dim[0] == batch;
-        /* read whole: the output, the input's gradient, kept layers; a
-         * view (a kept flatten) is its source's buffer */
-        bool read_whole = false;
-        for (int k = 0; k < g->tensors.len && !read_whole; k++) {
-            const Tensor *u = g->tensors.items[k];
-            bool whole = u == g->output || u->keep || (p->training && u == g->input->grad);
-            read_whole = whole && p->of_tensor[u->id] == b;
-        }
-        if (t && (!by_sample || read_whole)) {
+        if (t && (!by_sample || b->read_whole)) {
             b->first = 0; /* shared by the parts: lives throughout */
             b->last = nsched;
             vec_push(g->arena, &ours, b);
