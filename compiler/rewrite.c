@@ -99,8 +99,8 @@ void rewrite_forward(Graph *g)
 {
     for (int i = 0; i + 1 < g->nforward; i++) {
         Node *act = g->nodes.items[i], *next = g->nodes.items[i + 1];
-        if (act->op == OP_RELU && next->op == OP_MAXPOOL && !next->attr.relu &&
-            next->in[0] == act->out && act->layer != next->layer && tensor_only_read_by(g, act->out, next))
+        if (act->op == OP_RELU && next->op == OP_MAXPOOL && !next->attr.relu && next->in[0] == act->out &&
+            act->layer != next->layer && tensor_only_read_by(g, act->out, next))
             fuse_relu_into_maxpool(g, act, next);
     }
     for (int i = 0; i + 1 < g->nforward; i++) {
