@@ -278,8 +278,7 @@ static const Node *fused_bias_db(const Emitter *e, const Node *dx);
 void emit_bias_db(Emitter *e, const Node *n)
 {
     const Node *from = n->in[0]->def;
-    if (from && (from->op == OP_MAXPOOL_DX || from->op == OP_AVGPOOL_ACT_DX) &&
-        fused_bias_db(e, from) == n) {
+    if (from && fused_bias_db(e, from) == n) {
         buf_printf(e->call, "    /* %s: summed by %s, with %s */\n", n->out->name, fn_name(e, from),
                    n->in[0]->name);
         return;
@@ -727,6 +726,8 @@ static void clear_uncovered(Emitter *e, const Pool *p)
  * quarter of the elements for 2x2 windows. */
 static const Node *fused_bias_db(const Emitter *e, const Node *dx)
 {
+    if (dx->op != OP_MAXPOOL_DX && dx->op != OP_AVGPOOL_ACT_DX)
+        return NULL;
     Pool p = pool_of(e, dx);
     if (!pool_tiled(&p))
         return NULL;
@@ -747,6 +748,13 @@ static const char *fused_db_text(const Emitter *e, const Node *db, const char *w
                               " *   and %s, the sum of dx over all but the channel axis:\n"
                               " *   db[c] += sum over %s\n",
                               db->out->name, what);
+}
+
+/* The call's arguments after dx: the fused bias gradient db's (part's)
+ * buffer, if any, then the samples. */
+static const char *fused_db_args(const Emitter *e, const Node *db)
+{
+    return db ? arena_printf(e->g->arena, "%s + gp, s0, s1", ref(e, db->out)) : "s0, s1";
 }
 
 /* At the end of a channel's loop: adds its column sums gs[0..len) to db. */
@@ -893,7 +901,7 @@ void emit_maxpool_dx(Emitter *e, const Node *n)
            (long long)p.sh, (long long)p.ph, (long long)p.kw, (long long)p.w, (long long)p.sw,
            (long long)p.pw, (long long)p.kw);
     }
-    call(e, n, db ? arena_printf(e->g->arena, "%s + gp, s0, s1", ref(e, db->out)) : "s0, s1");
+    call(e, n, fused_db_args(e, db));
 }
 
 void emit_avgpool(Emitter *e, const Node *n)
@@ -1161,7 +1169,7 @@ void emit_avgpool_act_dx(Emitter *e, const Node *n)
      * as much for gs), g is one row, used for each of the KH in turn. */
     const bool whole = p.kh * p.w <= 1024;
     const int64_t block = whole ? p.kh * p.w : p.w;
-    const char *ind = whole ? "    " : "";
+    const char *in_rows = whole ? "    " : ""; /* g's loops, inside the loop over its KH rows */
     if (db)
         fn(e, "            float gs[%lld] = {0.0f};\n", (long long)block);
     fn(e, "            for (int i = 0; i < %lld; i++) {\n"
@@ -1171,16 +1179,15 @@ void emit_avgpool_act_dx(Emitter *e, const Node *n)
     fn(e, "%s                for (int j = 0; j < %lld; j++)\n"
           "%s                    for (int q = 0; q < %lld; q++)\n"
           "%s                        g[%sj * %lld + q] = dy[out + i * %lld + j] * (1.0f / %lld);\n",
-       ind, (long long)p.ow, ind, (long long)p.kw, ind,
+       in_rows, (long long)p.ow, in_rows, (long long)p.kw, in_rows,
        whole ? arena_printf(e->g->arena, "p * %lld + ", (long long)p.w) : "", (long long)p.kw,
        (long long)p.ow, (long long)k);
     if (wide < p.w)
         fn(e, "%s                for (int w = %lld; w < %lld; w++)\n"
               "%s                    g[%sw] = 0.0f;\n",
-           ind, (long long)wide, (long long)p.w, ind,
+           in_rows, (long long)wide, (long long)p.w, in_rows,
            whole ? arena_printf(e->g->arena, "p * %lld + ", (long long)p.w) : "");
-    /* the block loop, inside a loop over the KH rows when g is one row */
-    const char *in2 = whole ? "" : "    ";
+    const char *in_kh = whole ? "" : "    "; /* the block's loop, inside the loop over the KH rows */
     if (whole)
         fn(e, "                }\n"
               "                const size_t at = in + (size_t)i * %lld;\n", (long long)block);
@@ -1188,23 +1195,23 @@ void emit_avgpool_act_dx(Emitter *e, const Node *n)
         fn(e, "                for (int p = 0; p < %lld; p++) {\n"
               "                    const size_t at = in + (size_t)(i * %lld + p) * %lld;\n",
            (long long)p.kh, (long long)p.kh, (long long)p.w);
-    fn(e, "%s                for (int w = 0; w < %lld; w++) {\n", in2, (long long)block);
+    fn(e, "%s                for (int w = 0; w < %lld; w++) {\n", in_kh, (long long)block);
     if (db)
         fn(e, "%s                    const float d = %s;\n"
               "%s                    dx[at + w] = d;\n"
-              "%s                    gs[w] += d;\n", in2, t.dexpr, in2, in2);
+              "%s                    gs[w] += d;\n", in_kh, t.dexpr, in_kh, in_kh);
     else
-        fn(e, "%s                    dx[at + w] = %s;\n", in2, t.dexpr);
+        fn(e, "%s                    dx[at + w] = %s;\n", in_kh, t.dexpr);
     fn(e, "%s                }\n"
           "%s"
-          "            }\n", in2, whole ? "" : "                }\n");
+          "            }\n", in_kh, whole ? "" : "                }\n");
     /* exact zeros where no window reaches (the columns past the last
      * window were computed from g = 0 above, and are written again) */
     clear_uncovered(e, &p);
     if (db)
         emit_db_sum(e, block);
     fn(e, "        }\n}\n");
-    call(e, n, db ? arena_printf(e->g->arena, "%s + gp, s0, s1", ref(e, db->out)) : "s0, s1");
+    call(e, n, fused_db_args(e, db));
 }
 
 /* ---- losses ----------------------------------------------------------------- */
