@@ -192,7 +192,7 @@ def table(lines, outdir):
                         speed = (ps["median"] / ls["median"] if measure == "latency"
                                  else ls["median"] / ps["median"])
                 fps = flops.get(model)
-                if measure == "train":  # as compiled; else the usual 3 x forward
+                if measure == "train":  # as written; else the usual 3 x forward
                     fps = train_flops.get(model, fps * 3 if fps is not None else None)
                 peak = peaks.get(t, {}).get("value")
 
@@ -252,8 +252,9 @@ def table(lines, outdir):
       "latency: PyTorch/lamina): the median of the ratios of each repetition's pair, run "
       "seconds apart, with their range. **peak** is the "
       "fraction of the FMA peak measured in the same run for that many threads; training counts "
-      "`laminac --summary`'s training FLOPs per sample (forward and backward as compiled: no "
-      "input gradient for the first layer; PyTorch computes none either).")
+      "`laminac --summary --no-rewrite`'s training FLOPs per sample (the layers as written, "
+      "forward and backward: no input gradient for the first layer; PyTorch computes none "
+      "either).")
     w("")
     w("| model | measure | batch | threads | lamina | PyTorch | × (pairs) | lamina peak | PyTorch peak | lamina threads | PyTorch threads |")
     w("|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|")

@@ -193,8 +193,8 @@ static void header(Emitter *e, const Node *n, const char *what, const char *form
     for (int i = 0; i < n->nin; i++)
         fn(e, "%s%s", i ? ", " : "", typed(e, n->in[i]));
     fn(e, " -> %s\n", typed(e, n->out));
-    if (n->note)
-        fn(e, " *   (%s)\n", n->note);
+    for (int k = 0; k < n->nnotes; k++)
+        fn(e, " *   (%s)\n", n->note[k]);
     fn(e, "%s */\n", formula);
 }
 

@@ -75,6 +75,19 @@ bool tensor_only_read_by(const Graph *g, const Tensor *t, const Node *by)
     return true;
 }
 
+void node_note(Graph *g, Node *n, const char *fmt, ...)
+{
+    if (n->nnotes == LM_MAX_NOTES)
+        die("internal error: more than %d notes on node %d", LM_MAX_NOTES, n->id);
+    va_list ap;
+    va_start(ap, fmt);
+    Buf b = {0};
+    buf_vprintf(&b, fmt, ap);
+    va_end(ap);
+    n->note[n->nnotes++] = arena_strdup(g->arena, b.s);
+    buf_free(&b);
+}
+
 int64_t shape_elems(const Shape *s)
 {
     int64_t n = 1;

@@ -324,6 +324,8 @@ typedef enum Init {
 typedef struct Node Node;
 typedef struct Tensor Tensor;
 
+#define LM_MAX_NOTES 3
+
 struct Tensor {
     int id;
     const char *name; /* "x", "c1.weight", "c1", "c1.tanh", "d.c1" */
@@ -349,8 +351,10 @@ struct Node {
     Tensor *out;
     Attrs attr;
     Loc loc;
-    int layer;        /* the source layer (statement) this node belongs to */
-    const char *note; /* why a rewrite put it here (rewrite.c), or NULL */
+    int layer; /* the source layer (statement) this node belongs to */
+    /* What the rewrites (rewrite.c) changed here and why, one line each */
+    const char *note[LM_MAX_NOTES];
+    int nnotes;
 };
 
 /* A source-level layer, for --summary and the emitter's comments. */
@@ -360,6 +364,8 @@ typedef struct Layer {
     Loc loc;
     int first_node, nnodes; /* its forward nodes, contiguous */
     Tensor *out;            /* its last output (NULL if its shape failed) */
+    Shape written;          /* out's shape as written, where rewrite.c cropped it */
+    bool cropped;
 } Layer;
 
 typedef enum OptKind { OPT_SGD, OPT_ADAM } OptKind;
@@ -397,6 +403,8 @@ Node *graph_node(Graph *g, Op op, Tensor **in, int nin, Attrs attr, Loc at);
 int64_t shape_elems(const Shape *s);
 /* Is t read by forward node `by` only, and not wanted after the pass? */
 bool tensor_only_read_by(const Graph *g, const Tensor *t, const Node *by);
+/* Adds a line to n's notes (at most LM_MAX_NOTES). */
+void node_note(Graph *g, Node *n, const char *fmt, ...) LM_PRINTF(3, 4);
 Shape shape_of(int rank, const int64_t *dims);
 /* "[64,6,28,28]" into buf (at least 64 bytes); returns buf. */
 char *shape_str(const Shape *s, char *buf, size_t n);

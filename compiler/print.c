@@ -109,8 +109,8 @@ void print_ir(FILE *f, const Graph *g, bool with_grad)
             fprintf(f, "\n; %s (%s), line %d\n", ly->name, ly->kind, ly->loc.line);
             last_layer = nd->layer;
         }
-        if (nd->note)
-            fprintf(f, "; %s\n", nd->note);
+        for (int k = 0; k < nd->nnotes; k++)
+            fprintf(f, "; %s\n", nd->note[k]);
         print_node(f, nd);
     }
     fputc('\n', f);
@@ -218,13 +218,16 @@ void print_summary(FILE *f, const Graph *g, const Plan *p)
         total_flops = add_sat(total_flops, flops);
         char label[80];
         snprintf(label, sizeof label, "%s (%s)", ly->name, ly->kind);
-        Shape s = ly->out ? ly->out->shape : shape_of(0, NULL);
+        /* as written: a cropped output (rewrite.c) is marked, and told below */
+        Shape s = ly->cropped ? ly->written : ly->out ? ly->out->shape : shape_of(0, NULL);
         if (s.rank > 0) { /* per sample */
             s.rank--;
             memmove(s.dim, s.dim + 1, sizeof(int64_t) * (size_t)s.rank);
         }
-        fprintf(f, "%-34s %-16s %12s %13s\n", label, ly->out ? shape_str(&s, b1, sizeof b1) : "?",
-                commas(params, b2, sizeof b2), commas(flops, b3, sizeof b3));
+        if (ly->out)
+            snprintf(b4, sizeof b4, "%s%s", shape_str(&s, b1, sizeof b1), ly->cropped ? "*" : "");
+        fprintf(f, "%-34s %-16s %12s %13s\n", label, ly->out ? b4 : "?", commas(params, b2, sizeof b2),
+                commas(flops, b3, sizeof b3));
     }
     for (int i = 0; i < g->tensors.len; i++) {
         const Tensor *t = g->tensors.items[i];
@@ -232,6 +235,12 @@ void print_summary(FILE *f, const Graph *g, const Plan *p)
             act_elems += shape_elems(&t->shape);
     }
     fprintf(f, "%s\n", rule);
+    for (int l = 0; l < g->layers.len; l++) {
+        const Layer *ly = g->layers.items[l];
+        if (ly->cropped)
+            fprintf(f, "* %s computes %lldx%lld of it, all that the pooling after it reads (--no-rewrite: all)\n",
+                    ly->name, (long long)ly->out->shape.dim[2], (long long)ly->out->shape.dim[3]);
+    }
     fprintf(f, "Total params:             %s (%s)\n", commas(total_params, b1, sizeof b1),
             bytes_text(4 * total_params, b2, sizeof b2));
     fprintf(f, "Forward FLOPs per sample: %s\n", commas(total_flops, b3, sizeof b3));

@@ -39,9 +39,32 @@
  *    written do: where adding b rounds two elements to one value, the
  *    gradient goes to the same one.
  *
+ * 3. A convolution whose output reaches a pooling without padding, through
+ *    elementwise activations at most (each tensor on the way read by the
+ *    next node alone), computes only the rows and columns the pooling's
+ *    windows read:
+ *
+ *        %y = conv2d(%x, @w) : [n,32,11,11]         ... : [n,32,10,10]
+ *        %p = maxpool(%y) kernel=[2,2]        ->    (the same)
+ *
+ *    The windows of a pooling of kernel K and stride S with OH output rows
+ *    read input rows 0 .. (OH - 1) S + K - 1; where the input has more
+ *    (the Keras-style CNN's conv2: 11 rows, pooled 2x2 into 5), the rest is
+ *    computed for nothing, and its gradient is 0. The tensors on the way
+ *    are cropped to that size: every emitter takes its loops from the
+ *    shapes, so the convolution's im2col gathers, and its products (the
+ *    forward, the weight and the input gradients) multiply, only what is
+ *    read; the pooling's windows, and so its output and gradients, are
+ *    the same element for element. The CNN's conv2 does 17% less work
+ *    (batch-1 latency 16.2 -> 13.7 us). Not across a softmax (it
+ *    normalises along the last axis) or a dropout (its mask is drawn per
+ *    element position).
+ *
  * The pooling keeps its name, output and location; its node notes a fused
- * relu, the convolution's node notes where its bias went (print.c prints
- * both). The relu's node and tensor leave the graph.
+ * relu, the convolution's node notes where its bias went and what it
+ * computes (print.c prints these notes, emit_c.c puts them in the
+ * comments). The relu's node and tensor leave the graph; a cropped
+ * layer's output keeps its shape as written for --summary.
  */
 #include "lamina.h"
 
@@ -78,7 +101,7 @@ static void fuse_relu_into_maxpool(Graph *g, Node *act, Node *pool)
     Layer *from = g->layers.items[act->layer];
     pool->in[0] = act->in[0];
     pool->attr.relu = true;
-    pool->note = arena_printf(g->arena, "%s's relu, applied to the window's maximum: max(relu x) = relu(max x)",
+    node_note(g, pool, "%s's relu, applied to the window's maximum: max(relu x) = relu(max x)",
                               from->name);
     from->out = act->in[0];
     remove_node(g, act);
@@ -91,8 +114,48 @@ static void move_bias_into_maxpool(Graph *g, Node *conv, Node *pool)
     const Layer *to = g->layers.items[pool->layer];
     pool->in[pool->nin++] = conv->in[2];
     conv->nin = 2;
-    conv->note = arena_printf(g->arena, "its bias is added by %s, after the window's maximum: max(y + b) = max(y) + b",
+    node_note(g, conv, "its bias is added by %s, after the window's maximum: max(y + b) = max(y) + b",
                               to->name);
+}
+
+/* The convolution whose output reaches `pool` through elementwise
+ * activations only, each tensor on the way read by the next node alone
+ * (and not kept, nor the model's output); or NULL. */
+static Node *conv_before(const Graph *g, const Node *pool)
+{
+    const Node *reader = pool;
+    for (Tensor *t = pool->in[0]; t->def && tensor_only_read_by(g, t, reader); t = reader->in[0]) {
+        Node *d = t->def;
+        if (d->op == OP_CONV2D)
+            return d;
+        if (op_info[d->op].kind != OPK_ACT || d->op == OP_SOFTMAX)
+            return NULL;
+        reader = d;
+    }
+    return NULL;
+}
+
+/* Crops the tensors from conv's output to pool's input to h rows and w
+ * columns, the part that pool's windows read. */
+static void crop_to_pooled(Graph *g, Node *conv, Node *pool, int64_t h, int64_t w)
+{
+    const Layer *to = g->layers.items[pool->layer];
+    const Shape *y = &conv->out->shape;
+    node_note(g, conv, "computes rows 0-%lld and columns 0-%lld of its %lldx%lld output: %s's windows read no others",
+              (long long)h - 1, (long long)w - 1, (long long)y->dim[2], (long long)y->dim[3], to->name);
+    for (Tensor *t = pool->in[0];; t = t->def->in[0]) {
+        Layer *ly = g->layers.items[t->layer];
+        if (ly->out == t && !ly->cropped) {
+            ly->written = t->shape;
+            ly->cropped = true;
+        }
+        if (t->def != conv)
+            node_note(g, t->def, "on the %lldx%lld that %s reads", (long long)h, (long long)w, to->name);
+        t->shape.dim[2] = h;
+        t->shape.dim[3] = w;
+        if (t->def == conv)
+            break;
+    }
 }
 
 void rewrite_forward(Graph *g)
@@ -108,5 +171,16 @@ void rewrite_forward(Graph *g)
         if (conv->op == OP_CONV2D && conv->nin == 3 && pool->op == OP_MAXPOOL && pool->nin == 1 &&
             pool->in[0] == conv->out && tensor_only_read_by(g, conv->out, pool))
             move_bias_into_maxpool(g, conv, pool);
+    }
+    for (int i = 0; i < g->nforward; i++) {
+        Node *pool = g->nodes.items[i], *conv;
+        const Attrs *a = &pool->attr;
+        if ((pool->op != OP_MAXPOOL && pool->op != OP_AVGPOOL) || a->pad[0] || a->pad[1] ||
+            !(conv = conv_before(g, pool)))
+            continue;
+        const int64_t h = (pool->out->shape.dim[2] - 1) * a->stride[0] + a->kernel[0];
+        const int64_t w = (pool->out->shape.dim[3] - 1) * a->stride[1] + a->kernel[1];
+        if (h < pool->in[0]->shape.dim[2] || w < pool->in[0]->shape.dim[3])
+            crop_to_pooled(g, conv, pool, h, w);
     }
 }

@@ -88,7 +88,11 @@ def gen_pool(op):
             k = r.choice([1, 3])
             before.append("conv2d c(%d, kernel=%d, pad=%d)" % (r.randint(1, 4), k, k // 2))
         if op == "maxpool" and r.random() < 0.5:
-            before.append("relu")  # laminac applies it to the maxima (rewrite.c)
+            # relu: laminac applies it to the maxima (rewrite.c); the
+            # others stay between the convolution and the pooling, and
+            # are cropped with its output where no window reads the last
+            # rows or columns (rewrite.c)
+            before.append(r.choice(["relu", "relu", "tanh", "elu(1.5)"]))
         if op == "avgpool" and (wide or r.random() < 0.5):
             # laminac differentiates it in the pooling's backward loop
             # where the windows lie side by side (grad.c), with the

@@ -10,7 +10,8 @@
 #   as written  `laminac --emit=ir --no-rewrite examples/cnn.lam` is
 #            tests/ir/cnn.as-written: the IR before rewrite.c applied the
 #            relus and the convolutions' biases to the poolings' maxima (the
-#            golden of the layers as written);
+#            golden of the layers as written), and --summary shows conv2
+#            cropped to the 10x10 that pool2 reads;
 #   avgpool_act_dx  lenet5's backward fuses each tanh with the average
 #            pooling after it, and --no-rewrite does not.
 # Each example needs a golden, and each golden an example.
@@ -63,6 +64,20 @@ if "$laminac" --summary examples/mlp.lam 2>"$err" | grep -q "^Training FLOPs per
 else
     bad "mlp summary: training FLOPs are not $want"
     "$laminac" --summary examples/mlp.lam | grep FLOPs
+fi
+# The CNN's conv2 makes 11x11 outputs; pool2's 2x2 windows, side by side,
+# read 10x10 of them: rewrite.c crops conv2 to those. --summary shows the
+# layer as written, marked, and counts what is computed: 2 FLOPs per
+# weight (16 channels, 3x3) per output (32 filters, 10x10), no bias (pool2
+# adds it); as written it would be 32 * 11 * 11 outputs.
+if "$laminac" --summary examples/cnn.lam >"$out" 2>"$err" &&
+   grep -q "^conv2 (conv2d+relu)  *\[32,11,11\]\*  *4,640  *$(printf "%d" $((2 * 16 * 9 * 32 * 10 * 10)) |
+        sed ':a;s/\B[0-9]\{3\}\>/,&/;ta')\$" "$out" &&
+   grep -q "^\* conv2 computes 10x10 of it" "$out"; then
+    ok "cnn summary: conv2 computes the 10x10 of its 11x11 output that pool2 reads"
+else
+    bad "cnn summary: conv2 is not shown cropped to 10x10"
+    cat "$out"
 fi
 if "$laminac" --emit=ir --no-rewrite examples/cnn.lam >"$out" 2>"$err" &&
    cmp -s tests/ir/cnn.as-written "$out"; then

@@ -145,7 +145,8 @@ TWINS = {
     "perceptron_xor": perceptron, "xor_mlp": xor_mlp, "all_ops": all_ops,
 }
 
-ROW = re.compile(r"^(\S+) \((\S+)\)\s+(\[[\d,]*\]|\?)\s+([\d,]+)\s+([\d,]+)\s*$")
+# a * after the shape: the layer computes part of it (rewrite.c), the shape is as written
+ROW = re.compile(r"^(\S+) \((\S+)\)\s+(\[[\d,]*\]|\?)\*?\s+([\d,]+)\s+([\d,]+)\s*$")
 PARAM = re.compile(r"^param\s+@(\S+) : f32\[([\d,]*)\]")
 
 
