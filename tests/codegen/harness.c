@@ -132,6 +132,19 @@ static int check(const char *in, const char *out, int n, int steps, int fd)
     put("loss", loss, 1);
     float *grads = xalloc(U(NUM_PARAMS));
     memcpy(grads, F(grads)(m), sizeof(float) * U(NUM_PARAMS));
+    /* backward adds to the gradients (as PyTorch's does): a second pass
+     * over the same batch doubles them, up to the rounding of the sums */
+    F(forward_train)(m, x, t, n);
+    F(backward)(m, x, t, n);
+    double worst = 0.0, largest = 0.0;
+    for (int i = 0; i < U(NUM_PARAMS); i++) {
+        double g = grads[i], g2 = F(grads)(m)[i];
+        largest = fabs(g) > largest ? fabs(g) : largest;
+        worst = fabs(g2 - 2.0 * g) > worst ? fabs(g2 - 2.0 * g) : worst;
+    }
+    if (!(worst <= 1e-5 * largest))
+        fail("backward twice", "the parameter gradients are not the sum of the two passes");
+    F(zero_grad)(m);
     for (int i = 0; i < U(NUM_TENSORS); i++) {
         const CAT(MODEL, _param) *p = &CAT(MODEL, _param_table)[i];
         put(name2("grad.", p->name), grads + p->offset, (int64_t)p->count);
