@@ -513,6 +513,9 @@ Plan *plan_build(Graph *g, bool training, bool static_params, int threads);
 void print_plan(FILE *f, const Graph *g, const Plan *p);
 /* The scratch floats a node needs (0: none). */
 int64_t plan_scratch_size(const Node *n);
+/* A stride-1 conv2d_dx's planes for its col2im's sums over the kernel's
+ * rows (emit_c.c), after the columns in its scratch; 0 for the others. */
+int64_t plan_fold_size(const Node *n);
 const char *bufkind_name(BufKind k);
 
 /* ---- emit_c.c ------------------------------------------------------------- */

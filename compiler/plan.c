@@ -37,6 +37,18 @@ const char *bufkind_name(BufKind k)
     return names[k];
 }
 
+int64_t plan_fold_size(const Node *n)
+{
+    if (n->op != OP_CONV2D_DX || n->attr.stride[0] != 1 || n->attr.stride[1] != 1)
+        return 0;
+    const Shape *dy = &n->in[0]->shape;
+    const int64_t oh = dy->dim[2], ow = dy->dim[3], kh = n->attr.kernel[0], kw = n->attr.kernel[1];
+    /* a row of dx is summed in a local array of OW + KW - 1 floats */
+    if (ow + kw - 1 > 1024)
+        return 0;
+    return kw * (oh + kh - 1) * ow;
+}
+
 int64_t plan_scratch_size(const Node *n)
 {
     /* A convolution's columns for one sample, [C*KH*KW, OH*OW]. */
@@ -60,7 +72,7 @@ int64_t plan_scratch_size(const Node *n)
     bool padded = n->attr.pad[0] > 0 || n->attr.pad[1] > 0;
     if (padded && n->op != OP_CONV2D_DX)
         cols += x->shape.dim[1] * (x->shape.dim[2] + 2 * n->attr.pad[0]) * (x->shape.dim[3] + 2 * n->attr.pad[1]);
-    return cols;
+    return cols + plan_fold_size(n);
 }
 
 /* Is t a view of another tensor? Returns the tensor it views, or NULL. */
