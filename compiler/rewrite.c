@@ -56,7 +56,7 @@
  *    forward, the weight and the input gradients) multiply, only what is
  *    read; the pooling's windows, and so its output and gradients, are
  *    the same element for element. The CNN's conv2 does 17% less work
- *    (batch-1 latency 16.2 -> 13.7 us). Not across a softmax (it
+ *    (batch-1 latency 16.2 -> 13.8 us, training +16%). Not across a softmax (it
  *    normalises along the last axis) or a dropout (its mask is drawn per
  *    element position).
  *
@@ -101,8 +101,7 @@ static void fuse_relu_into_maxpool(Graph *g, Node *act, Node *pool)
     Layer *from = g->layers.items[act->layer];
     pool->in[0] = act->in[0];
     pool->attr.relu = true;
-    node_note(g, pool, "%s's relu, applied to the window's maximum: max(relu x) = relu(max x)",
-                              from->name);
+    node_note(g, pool, "%s's relu, applied to the window's maximum: max(relu x) = relu(max x)", from->name);
     from->out = act->in[0];
     remove_node(g, act);
 }
@@ -114,8 +113,7 @@ static void move_bias_into_maxpool(Graph *g, Node *conv, Node *pool)
     const Layer *to = g->layers.items[pool->layer];
     pool->in[pool->nin++] = conv->in[2];
     conv->nin = 2;
-    node_note(g, conv, "its bias is added by %s, after the window's maximum: max(y + b) = max(y) + b",
-                              to->name);
+    node_note(g, conv, "its bias is added by %s, after the window's maximum: max(y + b) = max(y) + b", to->name);
 }
 
 /* The convolution whose output reaches `pool` through elementwise
@@ -141,7 +139,8 @@ static void crop_to_pooled(Graph *g, Node *conv, Node *pool, int64_t h, int64_t 
 {
     const Layer *to = g->layers.items[pool->layer];
     const Shape *y = &conv->out->shape;
-    node_note(g, conv, "computes rows 0-%lld and columns 0-%lld of its %lldx%lld output: %s's windows read no others",
+    node_note(g, conv,
+              "computes rows 0-%lld and columns 0-%lld of its %lldx%lld output: %s's windows read no others",
               (long long)h - 1, (long long)w - 1, (long long)y->dim[2], (long long)y->dim[3], to->name);
     for (Tensor *t = pool->in[0];; t = t->def->in[0]) {
         Layer *ly = g->layers.items[t->layer];
