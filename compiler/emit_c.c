@@ -448,11 +448,15 @@ static void emit_col2im_fold(Emitter *e, const Conv *c)
           " * p rows down and q columns right: per channel, the planes of each q are\n"
           " * first summed over p into u[q] (%lld rows of %lld, the shift by p rows one of\n"
           " * p * %lld floats), then each row of dx sums the %lld rows of u it meets, q\n"
-          " * columns apart. */\n",
+          " * columns apart.%s */\n",
        (long long)c->rows, (long long)c->cols, (long long)c->c, (long long)c->h, (long long)c->w,
        c->name, (long long)c->oh, (long long)c->ow,
        c->ph || c->pw ? arena_printf(e->g->arena, " (padded by %lld,%lld)", (long long)c->ph, (long long)c->pw) : "",
-       (long long)rf, (long long)c->ow, (long long)c->ow, (long long)c->kw);
+       (long long)rf, (long long)c->ow, (long long)c->ow, (long long)c->kw,
+       c->h + c->ph > rf || keep < c->w
+           ? "\n * The rows and columns of dx that no output's window reaches (the convolution\n"
+             " * computes only what the pooling after it reads) are 0."
+           : "");
     fn(e, "static void col2im_%s(const float *restrict col, float *restrict u, float *restrict dx, int ld)\n{\n"
           "    for (int c = 0; c < %lld; c++) {\n"
           "        memset(u, 0, %lld * sizeof(float));\n"
@@ -471,11 +475,11 @@ static void emit_col2im_fold(Emitter *e, const Conv *c)
     /* Rows of the input below the fold (a convolution cropped by rewrite.c
      * to what its pooling reads) and columns right of it get 0. */
     if (c->h + c->ph > rf)
-        fn(e, "            if (h + %lld >= %lld) {\n"
+        fn(e, "            if (h >= %lld) {\n"
               "                memset(out, 0, %lld * sizeof(float));\n"
               "                continue;\n"
               "            }\n",
-           (long long)c->ph, (long long)rf, (long long)c->w);
+           (long long)(rf - c->ph), (long long)c->w);
     fn(e, "            float sum[%lld] = {0.0f};\n"
           "            for (int q = 0; q < %lld; q++)\n"
           "                for (int j = 0; j < %lld; j++)\n"
