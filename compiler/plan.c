@@ -43,8 +43,12 @@ int64_t plan_fold_size(const Node *n)
         return 0;
     const Shape *dy = &n->in[0]->shape;
     const int64_t oh = dy->dim[2], ow = dy->dim[3], kh = n->attr.kernel[0], kw = n->attr.kernel[1];
-    /* a row of dx is summed in a local array of OW + KW - 1 floats */
-    if (ow + kw - 1 > 1024)
+    /* Not for 1x1 windows (nothing overlaps), nor where the fold would not
+     * reach past the padding (a convolution cropped to a few rows or
+     * columns, rewrite.c); a row of dx is summed in a local array of
+     * OW + KW - 1 floats. */
+    if ((kh == 1 && kw == 1) || oh + kh - 1 <= n->attr.pad[0] || ow + kw - 1 <= n->attr.pad[1] ||
+        ow + kw - 1 > 1024)
         return 0;
     return kw * (oh + kh - 1) * ow;
 }

@@ -132,6 +132,15 @@ static int check(const char *in, const char *out, int n, int steps, int fd)
     put("loss", loss, 1);
     float *grads = xalloc(U(NUM_PARAMS));
     memcpy(grads, F(grads)(m), sizeof(float) * U(NUM_PARAMS));
+    for (int i = 0; i < U(NUM_TENSORS); i++) {
+        const CAT(MODEL, _param) *p = &CAT(MODEL, _param_table)[i];
+        put(name2("grad.", p->name), grads + p->offset, (int64_t)p->count);
+    }
+#ifdef INPUT_GRAD
+    float *dx = xalloc((size_t)n * U(IN_SIZE));
+    memcpy(dx, F(input_grad)(m), sizeof(float) * (size_t)n * U(IN_SIZE));
+    put("input_grad", dx, (int64_t)n * U(IN_SIZE));
+#endif
     /* backward adds to the gradients (as PyTorch's does): a second pass
      * over the same batch doubles them, up to the rounding of the sums */
     F(forward_train)(m, x, t, n);
@@ -145,15 +154,6 @@ static int check(const char *in, const char *out, int n, int steps, int fd)
     if (!(worst <= 1e-5 * largest))
         fail("backward twice", "the parameter gradients are not the sum of the two passes");
     F(zero_grad)(m);
-    for (int i = 0; i < U(NUM_TENSORS); i++) {
-        const CAT(MODEL, _param) *p = &CAT(MODEL, _param_table)[i];
-        put(name2("grad.", p->name), grads + p->offset, (int64_t)p->count);
-    }
-#ifdef INPUT_GRAD
-    float *dx = xalloc((size_t)n * U(IN_SIZE));
-    memcpy(dx, F(input_grad)(m), sizeof(float) * (size_t)n * U(IN_SIZE));
-    put("input_grad", dx, (int64_t)n * U(IN_SIZE));
-#endif
 
     /* Central differences: per tensor, its two largest gradients and two
      * entries picked by a fixed LCG. */

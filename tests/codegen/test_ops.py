@@ -84,9 +84,18 @@ def gen_pool(op):
         ptxt = str(ph) if ph == pw else "[%d, %d]" % (ph, pw)
         before = []
         if r.random() < 0.5:
-            # laminac adds a convolution's bias after a max pooling (rewrite.c)
+            # laminac adds a convolution's bias after a max pooling, and
+            # crops the convolution to what the pooling reads (rewrite.c)
             k = r.choice([1, 3])
-            before.append("conv2d c(%d, kernel=%d, pad=%d)" % (r.randint(1, 4), k, k // 2))
+            conv = "conv2d c(%d, kernel=%d, pad=%d)" % (r.randint(1, 4), k, k // 2)
+            k2, s2, p2h, p2w = r.choice([1, 2, 3]), r.choice([1, 2]), r.randint(0, 3), r.randint(0, 3)
+            oh, ow = (h + 2 * p2h - k2) // s2 + 1, (w + 2 * p2w - k2) // s2 + 1
+            if r.random() < 0.3 and oh >= kh + 1 and ow >= kw + 1:
+                # strided, or padded wider than half its window: col2im's
+                # general path, or its fold reaching into the padding
+                conv = "conv2d c(%d, kernel=%d, stride=%d, pad=[%d, %d])" % (r.randint(1, 4), k2, s2,
+                                                                         p2h, p2w)
+            before.append(conv)
         if op == "maxpool" and r.random() < 0.5:
             # relu: laminac applies it to the maxima (rewrite.c); the
             # others stay between the convolution and the pooling, and
