@@ -706,6 +706,7 @@ void emit_conv2d_dx(Emitter *e, const Node *n)
 
 typedef struct Pool {
     int64_t c, h, w, oh, ow, kh, kw, sh, sw, ph, pw;
+    bool tiled; /* windows side by side (windows_tiled) */
 } Pool;
 
 static Pool pool_of(const Emitter *e, const Node *n)
@@ -714,7 +715,7 @@ static Pool pool_of(const Emitter *e, const Node *n)
     const Shape *x = &fwd->in[0]->shape, *y = &fwd->out->shape;
     Pool p = {x->dim[1], x->dim[2], x->dim[3], y->dim[2], y->dim[3], fwd->attr.kernel[0],
               fwd->attr.kernel[1], fwd->attr.stride[0], fwd->attr.stride[1], fwd->attr.pad[0],
-              fwd->attr.pad[1]};
+              fwd->attr.pad[1], windows_tiled(&fwd->attr)};
     return p;
 }
 
@@ -758,12 +759,6 @@ static void pool_outer(Emitter *e, const Pool *p, const char *before_rows)
        before_rows ? before_rows : "", (long long)p->oh, (long long)p->ow);
 }
 
-/* Windows side by side: stride = kernel, no padding. */
-static bool pool_tiled(const Pool *p)
-{
-    return p->sh == p->kh && p->sw == p->kw && p->ph == 0 && p->pw == 0;
-}
-
 /* A pooling's backward whose windows overlap or are padded adds to dx:
  * first, the part's samples of dx are cleared. */
 static void clear_dx(Emitter *e, const Pool *p)
@@ -799,7 +794,7 @@ static const Node *fused_bias_db(const Emitter *e, const Node *dx)
     if (dx->op != OP_MAXPOOL_DX && dx->op != OP_AVGPOOL_ACT_DX)
         return NULL;
     Pool p = pool_of(e, dx);
-    if (!pool_tiled(&p))
+    if (!p.tiled)
         return NULL;
     for (int i = dx->id + 1; i < e->g->nodes.len; i++) {
         const Node *n = e->g->nodes.items[i];
@@ -901,7 +896,7 @@ void emit_maxpool_dx(Emitter *e, const Node *n)
      * first maximum and 0 elsewhere, and only the elements no window
      * covers (the last rows and columns when the size is not a multiple
      * of the window) are cleared; no clearing pass, no accumulation. */
-    const bool tiled = pool_tiled(&p);
+    const bool tiled = p.tiled;
     /* With a relu fused in (rewrite.c), a window passes dy on only where
      * its maximum is positive (relu' of the maximum). dy is read either
      * way: a load under the condition would be a branch, and the sign of
@@ -1002,7 +997,7 @@ void emit_avgpool_dx(Emitter *e, const Node *n)
      * element at most once: each window writes its share to its elements,
      * and only the elements no window covers are cleared; no clearing
      * pass over dx, no accumulation. */
-    const bool tiled = pool_tiled(&p);
+    const bool tiled = p.tiled;
     header(e, n, "gradient of avgpool",
            tiled ? arena_printf(e->g->arena,
                                 " *   dx[s,c,h,w] = (1/%lld) dy[s,c,i,j], (i,j) the window that contains (h,w)\n"

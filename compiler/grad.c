@@ -115,13 +115,10 @@ static Tensor *act_dx_operand(const Node *act)
 static const Node *act_before_avgpool(const Graph *g, const Node *n)
 {
     const Node *act = n->in[0]->def;
-    const Attrs *a = &n->attr;
     if (!g->fuse_grad || !act || op_info[act->op].kind != OPK_ACT || act->op == OP_SOFTMAX ||
         !needs_grad(act->in[0]) || !tensor_only_read_by(g, act->out, n))
         return NULL;
-    if (a->stride[0] != a->kernel[0] || a->stride[1] != a->kernel[1] || a->pad[0] || a->pad[1])
-        return NULL;
-    return act;
+    return windows_tiled(&n->attr) ? act : NULL;
 }
 
 /* dx spreads each dy evenly over its window. An activation before the

@@ -75,17 +75,19 @@ bool tensor_only_read_by(const Graph *g, const Tensor *t, const Node *by)
     return true;
 }
 
+bool windows_tiled(const Attrs *a)
+{
+    return a->stride[0] == a->kernel[0] && a->stride[1] == a->kernel[1] && !a->pad[0] && !a->pad[1];
+}
+
 void node_note(Graph *g, Node *n, const char *fmt, ...)
 {
     if (n->nnotes == LM_MAX_NOTES)
         die("internal error: more than %d notes on node %d", LM_MAX_NOTES, n->id);
     va_list ap;
     va_start(ap, fmt);
-    Buf b = {0};
-    buf_vprintf(&b, fmt, ap);
+    n->note[n->nnotes++] = arena_vprintf(g->arena, fmt, ap);
     va_end(ap);
-    n->note[n->nnotes++] = arena_strdup(g->arena, b.s);
-    buf_free(&b);
 }
 
 int64_t shape_elems(const Shape *s)

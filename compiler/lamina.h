@@ -36,6 +36,7 @@ void *arena_alloc(Arena *a, size_t n); /* zeroed; dies on out-of-memory */
 char *arena_strdup(Arena *a, const char *s);
 char *arena_strndup(Arena *a, const char *s, size_t n);
 char *arena_printf(Arena *a, const char *fmt, ...) LM_PRINTF(2, 3);
+char *arena_vprintf(Arena *a, const char *fmt, va_list ap);
 #define ARENA_NEW(a, T) ((T *)arena_alloc((a), sizeof(T)))
 #define ARENA_ARRAY(a, T, n) ((T *)arena_alloc((a), sizeof(T) * (size_t)(n)))
 
@@ -403,6 +404,9 @@ Node *graph_node(Graph *g, Op op, Tensor **in, int nin, Attrs attr, Loc at);
 int64_t shape_elems(const Shape *s);
 /* Is t read by forward node `by` only, and not wanted after the pass? */
 bool tensor_only_read_by(const Graph *g, const Tensor *t, const Node *by);
+/* A pooling's (or convolution's) windows lie side by side: stride =
+ * kernel, no padding (grad.c fuses on it, emit_c.c emits for it). */
+bool windows_tiled(const Attrs *a);
 /* Adds a line to n's notes (at most LM_MAX_NOTES). */
 void node_note(Graph *g, Node *n, const char *fmt, ...) LM_PRINTF(3, 4);
 Shape shape_of(int rank, const int64_t *dims);
