@@ -969,6 +969,276 @@ void emit_maxpool_dx(Emitter *e, const Node *n)
     call(e, n, fused_db_args(e, db));
 }
 
+/* ---- a convolution through its max pooling (grad_conv_maxpool) ------------ */
+
+/* The convolution's geometry (its forward node is the of_node), and the
+ * pooling's windows over its output y (the node's attributes, no
+ * padding): their size and stride, and how many (POH x POW, dy's). */
+typedef struct ConvPool {
+    Conv c;
+    int64_t poh, pow, pkh, pkw, psh, psw;
+    int64_t area;   /* elements of a window; the route's "none" */
+    int64_t hp, wp; /* x with its border of zeros */
+    int64_t win;    /* floats of one window of x, or of one filter */
+} ConvPool;
+
+static ConvPool conv_pool_of(const Emitter *e, const Node *n)
+{
+    const Shape *dy = &n->in[0]->shape;
+    ConvPool cp = {conv_of(e, e->g->nodes.items[n->attr.of_node]), dy->dim[2], dy->dim[3],
+                   n->attr.kernel[0], n->attr.kernel[1], n->attr.stride[0], n->attr.stride[1],
+                   0, 0, 0, 0};
+    cp.area = cp.pkh * cp.pkw;
+    cp.hp = cp.c.h + 2 * cp.c.ph;
+    cp.wp = cp.c.w + 2 * cp.c.pw;
+    cp.win = cp.c.kh * cp.c.kw * cp.c.c;
+    return cp;
+}
+
+/* "a * s" and "(a + k)", the trivial parts left out. */
+static const char *scaled(const Emitter *e, const char *a, int64_t s)
+{
+    return s == 1 ? a : arena_printf(e->g->arena, "%s * %lld", a, (long long)s);
+}
+
+static const char *plus(const Emitter *e, const char *a, int64_t k)
+{
+    return k == 0 ? a : arena_printf(e->g->arena, "(%s + %lld)", a, (long long)k);
+}
+
+/* The element (oi,oj) of y that window (i,j)'s element k is. */
+static void emit_route_position(Emitter *e, const ConvPool *cp, const char *indent, const char *k)
+{
+    fn(e, "%sconst int oi = %s, oj = %s;\n", indent,
+       index_expr(e, "i", (int)cp->psh, 0, arena_printf(e->g->arena, "%s / %lld", k, (long long)cp->pkw)),
+       index_expr(e, "j", (int)cp->psw, 0, arena_printf(e->g->arena, "%s %% %lld", k, (long long)cp->pkw)));
+}
+
+/* Where the window at y's element (oi,oj) starts in a channels-last copy
+ * of x (or dx) with its border: ((oi*SH) * WP + oj*SW) * C. */
+static const char *conv_pool_at(const Emitter *e, const ConvPool *cp)
+{
+    return arena_printf(e->g->arena, "(%s * %lld + %s) * %lld", scaled(e, "oi", cp->c.sh),
+                        (long long)cp->wp, scaled(e, "oj", cp->c.sw), (long long)cp->c.c);
+}
+
+/* The comment's lines on how much the route leaves to compute. */
+static const char *conv_pool_text(const Emitter *e, const ConvPool *cp, const char *of)
+{
+    return arena_printf(e->g->arena,
+                        " *   Each window passes its gradient to one of its %lld elements (or none): this\n"
+                        " *   sums at most %lld windows per filter where conv2d_%s would multiply by\n"
+                        " *   all %lld elements of a dy that is mostly 0.\n",
+                        (long long)cp->area, (long long)(cp->poh * cp->pow), of,
+                        (long long)(cp->c.oh * cp->c.ow));
+}
+
+void emit_maxpool_route(Emitter *e, const Node *n)
+{
+    const Shape *y = &n->in[0]->shape, *r = &n->out->shape;
+    const Attrs *a = &n->attr;
+    const int64_t area = (int64_t)a->kernel[0] * a->kernel[1], ch = y->dim[1];
+    header(e, n, "where the gradient of maxpool goes",
+           arena_printf(e->g->arena,
+                        " *   r[s,f,i,j] = p*%d+q, the first maximum of y[s,f, i*%d+p, j*%d+q] + b[f]%s\n"
+                        " *   (a float holding a small whole number: the work area holds floats)\n",
+                        a->kernel[1], a->stride[0], a->stride[1],
+                        a->relu ? arena_printf(e->g->arena,
+                                               ",\n *   or %lld (none) where that maximum is <= 0: the relu passes no gradient",
+                                               (long long)area)
+                                : ""));
+    fn(e, "static void %s(const float *restrict y, const float *restrict b, float *restrict r,\n"
+          "    int s0, int s1)\n{\n"
+          "    for (int s = s0; s < s1; s++)\n"
+          "        for (int f = 0; f < %lld; f++) {\n"
+          "            const float *yf = y + ((size_t)s * %lld + f) * %lld;\n"
+          "            float *rf = r + ((size_t)s * %lld + f) * %lld;\n"
+          "            const float bf = b[f];\n"
+          "            for (int i = 0; i < %lld; i++)\n"
+          "                for (int j = 0; j < %lld; j++) {\n"
+          /* Comparisons become masks: the sign of a pre-activation is a
+           * coin toss for a branch predictor. */
+          "                    float best = -INFINITY;\n"
+          "                    int arg = 0;\n"
+          "                    for (int p = 0; p < %d; p++)\n"
+          "                        for (int q = 0; q < %d; q++) {\n"
+          "                            const float v = yf[(%s) * %lld + %s] + bf;\n"
+          "                            const int above = -(v > best); /* all ones, or 0: a later equal one is not the first */\n"
+          "                            arg = (arg & ~above) | ((p * %d + q) & above);\n"
+          "                            best = v > best ? v : best;\n"
+          "                        }\n"
+          "                    rf[i * %lld + j] = (float)%s;\n"
+          "                }\n"
+          "        }\n}\n",
+       fn_name(e, n), (long long)ch, (long long)ch, (long long)(y->dim[2] * y->dim[3]), (long long)ch,
+       (long long)(r->dim[2] * r->dim[3]), (long long)r->dim[2], (long long)r->dim[3], a->kernel[0],
+       a->kernel[1], index_expr(e, "i", a->stride[0], 0, "p"), (long long)y->dim[3],
+       index_expr(e, "j", a->stride[1], 0, "q"), a->kernel[1], (long long)r->dim[3],
+       a->relu ? arena_printf(e->g->arena, "(best > 0.0f ? arg : %lld)", (long long)area) : "arg");
+    call(e, n, "s0, s1");
+}
+
+void emit_maxpool_db(Emitter *e, const Node *n)
+{
+    const ConvPool cp = conv_pool_of(e, n);
+    const int64_t ch = cp.c.f, inner = cp.poh * cp.pow;
+    header(e, n, "gradient of the bias",
+           arena_printf(e->g->arena,
+                        " *   db[f] += sum over s, i, j of dy[s,f,i,j] where r[s,f,i,j] < %lld (not none)\n"
+                        " *   (the bias is added in the max pooling: a window passes dy on, or nothing)\n",
+                        (long long)cp.area));
+    fn(e, "static void %s(const float *restrict dy, const float *restrict r, float *restrict db,\n"
+          "    int s0, int s1)\n{\n"
+          "    for (int s = s0; s < s1; s++)\n"
+          "        for (int f = 0; f < %lld; f++) {\n"
+          "            const size_t at = ((size_t)s * %lld + f) * %lld;\n"
+          "            float sum = 0.0f;\n"
+          "            for (int k = 0; k < %lld; k++)\n"
+          "                sum += r[at + k] < %lld.0f ? dy[at + k] : 0.0f;\n"
+          "            db[f] += sum;\n"
+          "        }\n}\n",
+       fn_name(e, n), (long long)ch, (long long)ch, (long long)inner, (long long)inner,
+       (long long)cp.area);
+    call(e, n, "s0, s1");
+}
+
+void emit_maxpool_conv2d_dw(Emitter *e, const Node *n)
+{
+    const ConvPool cp = conv_pool_of(e, n);
+    const Conv *c = &cp.c;
+    const int64_t windows = cp.poh * cp.pow, cap = windows < 1024 ? windows : 1024;
+    const int64_t xs = cp.hp * cp.wp * c->c, row = c->kw * c->c;
+    header(e, n, "gradient of the conv2d weight, through the max pooling",
+           arena_printf(e->g->arena,
+                        " *   dW[f,c,p,q] += sum over s and the windows (i,j) that pass dy on of\n"
+                        " *                  dy[s,f,i,j] x[s, c, oi*%lld-%lld+p, oj*%lld-%lld+q],\n"
+                        " *   (oi,oj) the element of the convolution's output that r[s,f,i,j] names\n%s"
+                        " *   Per sample, x is copied channels last, xt[h][w][c]%s, so that a\n"
+                        " *   window row is %lld contiguous floats; the sums go to dwt[f][p][q][c] (per\n"
+                        " *   filter, a weighted sum of windows: lm_sgather_sum), added to dW at the end.\n",
+                        (long long)c->sh, (long long)c->ph, (long long)c->sw, (long long)c->pw,
+                        conv_pool_text(e, &cp, "dw"),
+                        c->ph || c->pw ? " with a border of zeros (the padding)" : "", (long long)row));
+    fn(e, "static void %s(const float *restrict dy, const float *restrict r,\n"
+          "    const float *restrict x, float *restrict dw, float *restrict work, int s0, int s1)\n{\n"
+          "    float *restrict xt = work;         /* [%lld][%lld][%lld] */\n"
+          "    float *restrict dwt = work + %lld; /* [%lld][%lld][%lld][%lld] */\n"
+          "    int at[%lld]; /* where the window of x that each gradient meets starts in xt */\n"
+          "    float g[%lld];\n"
+          "    memset(work, 0, (size_t)%lld * sizeof(float));\n"
+          "    for (int s = s0; s < s1; s++) {\n"
+          "        const float *xs = x + (size_t)s * %lld;\n"
+          "        for (int c = 0; c < %lld; c++)\n"
+          "            for (int h = 0; h < %lld; h++)\n"
+          "                for (int w = 0; w < %lld; w++)\n"
+          "                    xt[(%s * %lld + %s) * %lld + c] = xs[(c * %lld + h) * %lld + w];\n"
+          "        for (int f = 0; f < %lld; f++) {\n"
+          "            const size_t at_f = ((size_t)s * %lld + f) * %lld;\n"
+          "            int n = 0;\n"
+          "            for (int i = 0; i < %lld; i++)\n"
+          "                for (int j = 0; j < %lld; j++) {\n"
+          "                    const int k = (int)r[at_f + i * %lld + j];\n",
+       fn_name(e, n), (long long)cp.hp, (long long)cp.wp, (long long)c->c, (long long)xs,
+       (long long)c->f, (long long)c->kh, (long long)c->kw, (long long)c->c, (long long)cap,
+       (long long)cap, (long long)(xs + c->f * cp.win), (long long)(c->c * c->h * c->w),
+       (long long)c->c, (long long)c->h, (long long)c->w, plus(e, "h", c->ph), (long long)cp.wp,
+       plus(e, "w", c->pw), (long long)c->c, (long long)c->h, (long long)c->w, (long long)c->f,
+       (long long)c->f, (long long)windows, (long long)cp.poh, (long long)cp.pow, (long long)cp.pow);
+    emit_route_position(e, &cp, "                    ", "k");
+    const char *sum = arena_printf(e->g->arena, "lm_sgather_sum(%lld, %lld, n, g, at, xt, %lld, dwt + (size_t)f * %lld, %lld);",
+                                   (long long)c->kh, (long long)row, (long long)(cp.wp * c->c),
+                                   (long long)cp.win, (long long)row);
+    fn(e, "                    at[n] = %s;\n"
+          "                    g[n] = dy[at_f + i * %lld + j];\n"
+          "                    n += k < %lld && g[n] != 0.0f; /* else it adds nothing */\n",
+       conv_pool_at(e, &cp), (long long)cp.pow, (long long)cp.area);
+    if (cap < windows)
+        fn(e, "                    if (n == %lld) {\n"
+              "                        %s\n"
+              "                        n = 0;\n"
+              "                    }\n", (long long)cap, sum);
+    fn(e, "                }\n"
+          "            %s\n"
+          "        }\n"
+          "    }\n"
+          "    for (int f = 0; f < %lld; f++)\n"
+          "        for (int c = 0; c < %lld; c++)\n"
+          "            for (int p = 0; p < %lld; p++)\n"
+          "                for (int q = 0; q < %lld; q++)\n"
+          "                    dw[((f * %lld + c) * %lld + p) * %lld + q] += dwt[((f * %lld + p) * %lld + q) * %lld + c];\n"
+          "}\n",
+       sum, (long long)c->f, (long long)c->c, (long long)c->kh, (long long)c->kw, (long long)c->c,
+       (long long)c->kh, (long long)c->kw, (long long)c->kh, (long long)c->kw, (long long)c->c);
+    call(e, n, scratch_arg(e, n));
+}
+
+void emit_maxpool_conv2d_dx(Emitter *e, const Node *n)
+{
+    const ConvPool cp = conv_pool_of(e, n);
+    const Conv *c = &cp.c;
+    const int64_t xs = cp.hp * cp.wp * c->c, row = c->kw * c->c;
+    header(e, n, "gradient of the conv2d input, through the max pooling",
+           arena_printf(e->g->arena,
+                        " *   dx[s,c,h,w] = sum of dy[s,f,i,j] W[f,c,p,q] over the windows (i,j) that pass\n"
+                        " *                 dy on and the filters f, with h = oi*%lld-%lld+p, w = oj*%lld-%lld+q,\n"
+                        " *   (oi,oj) the element of the convolution's output that r[s,f,i,j] names\n%s"
+                        " *   Per window, the filters are grouped by the element their gradient goes to:\n"
+                        " *   that element's window of dx gets the sum of their dy W[f] (lm_sgather_sum),\n"
+                        " *   on dxt[h][w][c], dx channels last%s, from wt[f][p][q][c], W channels last.\n",
+                        (long long)c->sh, (long long)c->ph, (long long)c->sw, (long long)c->pw,
+                        conv_pool_text(e, &cp, "dx"),
+                        c->ph || c->pw ? " with a border (the padding's share, dropped)" : ""));
+    fn(e, "static void %s(const float *restrict dy, const float *restrict r,\n"
+          "    const float *restrict w, float *restrict dx, float *restrict work, int s0, int s1)\n{\n"
+          "    float *restrict wt = work;         /* [%lld][%lld][%lld][%lld] */\n"
+          "    float *restrict dxt = work + %lld; /* [%lld][%lld][%lld] */\n"
+          "    /* per element of a window (and none, the last), the filters whose gradient goes there */\n"
+          "    int at[%lld][%lld], count[%lld];\n"
+          "    float g[%lld][%lld];\n"
+          "    for (int f = 0; f < %lld; f++)\n"
+          "        for (int c = 0; c < %lld; c++)\n"
+          "            for (int p = 0; p < %lld; p++)\n"
+          "                for (int q = 0; q < %lld; q++)\n"
+          "                    wt[((f * %lld + p) * %lld + q) * %lld + c] = w[((f * %lld + c) * %lld + p) * %lld + q];\n"
+          "    for (int s = s0; s < s1; s++) {\n"
+          "        memset(dxt, 0, (size_t)%lld * sizeof(float));\n"
+          "        for (int i = 0; i < %lld; i++)\n"
+          "            for (int j = 0; j < %lld; j++) {\n"
+          "                memset(count, 0, sizeof count);\n"
+          "                for (int f = 0; f < %lld; f++) {\n"
+          "                    const size_t ij = ((size_t)s * %lld + f) * %lld + i * %lld + j;\n"
+          "                    const int k = (int)r[ij];\n"
+          "                    at[k][count[k]] = f * %lld;\n"
+          "                    g[k][count[k]] = dy[ij];\n"
+          "                    count[k] += dy[ij] != 0.0f; /* else it adds nothing */\n"
+          "                }\n"
+          "                for (int k = 0; k < %lld; k++)\n"
+          "                    if (count[k] > 0) {\n",
+       fn_name(e, n), (long long)c->f, (long long)c->kh, (long long)c->kw, (long long)c->c,
+       (long long)(c->f * cp.win), (long long)cp.hp, (long long)cp.wp, (long long)c->c,
+       (long long)(cp.area + 1), (long long)c->f, (long long)(cp.area + 1), (long long)(cp.area + 1),
+       (long long)c->f, (long long)c->f, (long long)c->c, (long long)c->kh, (long long)c->kw,
+       (long long)c->kh, (long long)c->kw, (long long)c->c, (long long)c->c, (long long)c->kh,
+       (long long)c->kw, (long long)xs, (long long)cp.poh, (long long)cp.pow, (long long)c->f,
+       (long long)c->f, (long long)(cp.poh * cp.pow), (long long)cp.pow, (long long)cp.win,
+       (long long)cp.area);
+    emit_route_position(e, &cp, "                        ", "k");
+    fn(e, "                        lm_sgather_sum(%lld, %lld, count[k], g[k], at[k], wt, %lld, dxt + %s, %lld);\n"
+          "                    }\n"
+          "            }\n"
+          "        float *dxs = dx + (size_t)s * %lld;\n"
+          "        for (int c = 0; c < %lld; c++)\n"
+          "            for (int h = 0; h < %lld; h++)\n"
+          "                for (int k = 0; k < %lld; k++)\n"
+          "                    dxs[(c * %lld + h) * %lld + k] = dxt[(%s * %lld + %s) * %lld + c];\n"
+          "    }\n}\n",
+       (long long)c->kh, (long long)row, (long long)row, conv_pool_at(e, &cp),
+       (long long)(cp.wp * c->c), (long long)(c->c * c->h * c->w), (long long)c->c, (long long)c->h,
+       (long long)c->w, (long long)c->h, (long long)c->w, plus(e, "h", c->ph), (long long)cp.wp,
+       plus(e, "k", c->pw), (long long)c->c);
+    call(e, n, scratch_arg(e, n));
+}
+
 void emit_avgpool(Emitter *e, const Node *n)
 {
     Pool p = pool_of(e, n);

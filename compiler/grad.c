@@ -9,9 +9,11 @@
  * normally not computed at all. The result is ordinary IR, printed by
  * --emit=ir-grad and planned and emitted like the forward pass.
  *
- * One pair is differentiated as one: an activation followed by an
+ * Two pairs are differentiated as one: an activation followed by an
  * average pooling of side-by-side windows (grad_avgpool), so that the
- * gradient between the two is never stored.
+ * gradient between the two is never stored; and a convolution followed
+ * by a max pooling (grad_conv_maxpool), whose gradients are then sums
+ * over the few elements the pooling passes its gradient to.
  *
  * The language makes chains, so every tensor on the loss path has one
  * consumer and one gradient; a graph with fan-out (skip connections)
@@ -78,6 +80,54 @@ void grad_affine(Graph *g, Node *n)
     }
 }
 
+/* The convolution whose output max pooling n reads, when the two are
+ * differentiated as one: the convolution's bias moved into the pooling
+ * (rewrite.c), its output read by the pooling alone, the pooling without
+ * padding. Each window passes its gradient to one element, so the
+ * convolution's dW and dx are sums over the windows' maxima (a few of
+ * y's elements) rather than products with a dy that is mostly zeros.
+ * Only where that pays: the pooling passes on at most half of y, and a
+ * window row of the convolution (KW x C floats) fills a vector; else,
+ * and without fusion (--no-rewrite), NULL. */
+static const Node *conv_before_maxpool(const Graph *g, const Node *n)
+{
+    const Node *conv = n->in[0]->def;
+    if (!g->fuse_grad || !conv || conv->op != OP_CONV2D || conv->nin != 2 || n->nin != 2 ||
+        n->attr.pad[0] || n->attr.pad[1] || !tensor_only_read_by(g, conv->out, n))
+        return NULL;
+    const Shape *y = &conv->out->shape, *p = &n->out->shape, *x = &conv->in[0]->shape;
+    if (2 * p->dim[2] * p->dim[3] > y->dim[2] * y->dim[3] || conv->attr.kernel[1] * x->dim[1] < 16)
+        return NULL;
+    return conv;
+}
+
+/* conv2d then max pooling (conv_before_maxpool), y = pool(conv(x) ; b):
+ *   r  = where each window passes its gradient: the element holding its
+ *        first maximum, or none (relu: where that maximum is <= 0)
+ *   db = dy summed over the windows that pass it on
+ *   dW = sum over those windows of dy x's window at r
+ *   dx = sum over those windows of dy W, placed at r
+ * The route is found once for the three. The convolution's output then
+ * has no gradient, and grad_build passes over the convolution. */
+static void grad_conv_maxpool(Graph *g, Node *n, const Node *conv)
+{
+    Tensor *dy = n->out->grad, *y = n->in[0], *x = conv->in[0], *b = n->in[1];
+    Tensor *route_in[2] = {y, b};
+    Node *rn = graph_node(g, OP_MAXPOOL_ROUTE, route_in, 2, n->attr, n->loc);
+    rn->attr.of_node = n->id;
+    rn->layer = n->layer;
+    rn->out = graph_tensor(g, arena_printf(g->arena, "%s.route", y->name), ROLE_GRAD,
+                           n->out->shape, n->loc);
+    rn->out->layer = n->layer;
+    rn->out->def = rn;
+    Tensor *r = rn->out;
+    Tensor *db_in[2] = {dy, r}, *dw_in[3] = {dy, r, x}, *dx_in[3] = {dy, r, conv->in[1]};
+    emit_grad(g, OP_MAXPOOL_DB, b, db_in, 2, n->attr, conv);
+    emit_grad(g, OP_MAXPOOL_CONV2D_DW, conv->in[1], dw_in, 3, n->attr, conv);
+    if (needs_grad(x))
+        emit_grad(g, OP_MAXPOOL_CONV2D_DX, x, dx_in, 3, n->attr, conv);
+}
+
 /* dx routes each dy to the window's maximum, found again in x (with a
  * relu fused in, only where that maximum is positive). With a
  * convolution's bias moved in (rewrite.c), y = max(x + b): the maxima are
@@ -89,6 +139,11 @@ void grad_maxpool(Graph *g, Node *n)
     Tensor *in[3] = {n->out->grad, n->in[0], bias ? n->in[1] : NULL};
     if (!needs_grad(n->in[0]))
         return;
+    const Node *fused = conv_before_maxpool(g, n);
+    if (fused) {
+        grad_conv_maxpool(g, n, fused);
+        return;
+    }
     emit_grad(g, OP_MAXPOOL_DX, n->in[0], in, bias ? 3 : 2, n->attr, n);
     if (bias) { /* the convolution's bias: its layer, its line */
         const Node *conv = n->in[0]->def;

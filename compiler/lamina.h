@@ -268,6 +268,13 @@ typedef struct Shape {
     X(CONV2D_DX, "conv2d_dx", 2, OPK_GRAD, 0, flops_conv2d_dx, 0, emit_conv2d_dx)  /* dy, W -> dx */        \
     X(CONV2D_DW, "conv2d_dw", 2, OPK_GRAD, 0, flops_conv2d_dw, 0, emit_conv2d_dw)  /* dy, x -> dW */        \
     X(MAXPOOL_DX, "maxpool_dx", 2, OPK_GRAD, 0, flops_pool_dx, 0, emit_maxpool_dx) /* dy, x[, b] -> dx */   \
+    /* a conv2d and the max pooling after it, differentiated as one (grad.c) */                    \
+    X(MAXPOOL_ROUTE, "maxpool_route", 2, OPK_GRAD, 0, flops_pool, 0, emit_maxpool_route) /* y, b -> r */ \
+    X(MAXPOOL_DB, "maxpool_db", 2, OPK_GRAD, 0, flops_elems, 0, emit_maxpool_db)   /* dy, r -> db */        \
+    X(MAXPOOL_CONV2D_DW, "maxpool_conv2d_dw", 3, OPK_GRAD, 0, flops_conv2d_dw, 0,                       \
+      emit_maxpool_conv2d_dw)                                     /* dy, r, x -> dW */              \
+    X(MAXPOOL_CONV2D_DX, "maxpool_conv2d_dx", 3, OPK_GRAD, 0, flops_maxpool_conv2d_dx, 0,               \
+      emit_maxpool_conv2d_dx)                                     /* dy, r, W -> dx */              \
     X(AVGPOOL_DX, "avgpool_dx", 1, OPK_GRAD, 0, flops_pool_dx, 0, emit_avgpool_dx) /* dy -> dx */           \
     X(AVGPOOL_ACT_DX, "avgpool_act_dx", 2, OPK_GRAD, 0, flops_avgpool_act_dx, 0,                       \
       emit_avgpool_act_dx)                                        /* dy, y (or x) -> the act's dx */ \
@@ -295,7 +302,9 @@ typedef struct Attrs {
     double p;          /* dropout: probability of zeroing */
     Op of;             /* ACT_DX, LOSS_DX: the forward op differentiated;
                           AVGPOOL_ACT_DX: the activation before the pooling */
-    int of_node;       /* backward ops: the forward node they differentiate */
+    int of_node;       /* backward ops: the forward node they differentiate
+                          (MAXPOOL_CONV2D_*: the conv2d; their other
+                          attributes are the pooling's) */
     bool relu;         /* maxpool: y = relu(max), a relu fused in (rewrite.c) */
 } Attrs;
 
@@ -516,7 +525,7 @@ enum { PLAN_HEADER_BYTES = 64 };
 Plan *plan_build(Graph *g, bool training, bool static_params, int threads);
 void print_plan(FILE *f, const Graph *g, const Plan *p);
 /* The scratch floats a node needs (0: none). */
-int64_t plan_scratch_size(const Node *n);
+int64_t plan_scratch_size(const Graph *g, const Node *n);
 /* A stride-1 conv2d_dx's planes for its col2im's sums over the kernel's
  * rows (emit_c.c), after the columns in its scratch; 0 for the others. */
 int64_t plan_fold_size(const Node *n);

@@ -263,6 +263,18 @@ static int64_t flops_conv2d_dx(const Node *n) /* dy[N,F,OH,OW], W[F,C,KH,KW] -> 
     return mul_sat(2 * shape_elems(&n->in[0]->shape), shape_elems(w) / w->dim[0]);
 }
 
+/* A conv2d's gradients through the max pooling after it (grad.c): one
+ * window's worth per gradient the pooling passes on, dy[N,F,OHP,OWP], at
+ * most (windows that pass 0 are skipped); conv2d_dw and conv2d_dx count
+ * one per element of the convolution's output. The weight gradient's
+ * count is conv2d_dw's with that dy. (The route, r, counts as the
+ * pooling's forward.) */
+static int64_t flops_maxpool_conv2d_dx(const Node *n) /* dy, r, W -> dx */
+{
+    const Shape *w = &n->in[2]->shape;
+    return mul_sat(2 * shape_elems(&n->in[0]->shape), shape_elems(w) / w->dim[0]);
+}
+
 /* A pooling's gradient: its window per dy, as forward. */
 static int64_t flops_pool_dx(const Node *n)
 {

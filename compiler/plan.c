@@ -53,8 +53,17 @@ int64_t plan_fold_size(const Node *n)
     return kw * (oh + kh - 1) * ow;
 }
 
-int64_t plan_scratch_size(const Node *n)
+int64_t plan_scratch_size(const Graph *g, const Node *n)
 {
+    /* A convolution through its max pooling (grad.c): one sample of x
+     * channels last with its border of zeros, and W (or its gradient)
+     * with the channels last. */
+    if (n->op == OP_MAXPOOL_CONV2D_DW || n->op == OP_MAXPOOL_CONV2D_DX) {
+        const Node *conv = g->nodes.items[n->attr.of_node];
+        const Shape *x = &conv->in[0]->shape;
+        return x->dim[1] * (x->dim[2] + 2 * conv->attr.pad[0]) * (x->dim[3] + 2 * conv->attr.pad[1]) +
+               shape_elems(&conv->in[1]->shape);
+    }
     /* A convolution's columns for one sample, [C*KH*KW, OH*OW]. */
     const Tensor *x, *y;
     switch (n->op) {
@@ -258,7 +267,7 @@ Plan *plan_build(Graph *g, bool training, bool static_params, int threads)
             p->of_tensor[t->id] = b;
             vec_push(g->arena, &work, b);
         }
-        int64_t s = plan_scratch_size(n);
+        int64_t s = plan_scratch_size(g, n);
         if (s > 0) {
             Buffer *b = new_buffer(g, p, arena_printf(g->arena, "%s.col", t->name), BUF_SCRATCH, s);
             b->node = n;

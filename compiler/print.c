@@ -37,9 +37,13 @@ static void print_attrs(FILE *f, const Node *n)
     case OP_MAXPOOL_DX:
     case OP_AVGPOOL_DX:
     case OP_AVGPOOL_ACT_DX:
+    case OP_MAXPOOL_ROUTE:
+    case OP_MAXPOOL_CONV2D_DW:
+    case OP_MAXPOOL_CONV2D_DX:
         fprintf(f, " kernel=[%d,%d] stride=[%d,%d] pad=[%d,%d]%s", a->kernel[0], a->kernel[1],
                 a->stride[0], a->stride[1], a->pad[0], a->pad[1],
-                (n->op == OP_MAXPOOL || n->op == OP_MAXPOOL_DX) && a->relu ? " relu" : "");
+                (n->op == OP_MAXPOOL || n->op == OP_MAXPOOL_DX || n->op == OP_MAXPOOL_ROUTE) && a->relu
+                    ? " relu" : "");
         break;
     case OP_LEAKY_RELU:
     case OP_ELU:

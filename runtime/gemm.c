@@ -90,9 +90,15 @@ static int few_rows(int trans_a, int trans_b, int m, int n, int k)
  * (GCC and clang function multiversioning): the library itself is built
  * for any x86-64. */
 #if defined(__x86_64__) && defined(__GNUC__) && defined(__linux__)
-#define LM_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
+#define LM_MULTIVERSION __attribute__((target_clones("avx512f", "arch=haswell", "default")))
 #else
 #define LM_MULTIVERSION
+#endif
+/* A helper compiled into each clone that calls it. */
+#if defined(__GNUC__)
+#define LM_INLINE __attribute__((always_inline)) inline
+#else
+#define LM_INLINE
 #endif
 
 /* One dot product of length k, with four vectors of 16 running sums so
@@ -206,6 +212,95 @@ static void few_rows_bt(int m, int n, int k, float alpha, const float *a, int ld
     for (o = n4; o < n; o++)
         for (s = 0; s < m; s++)
             put_c(c + (size_t)s * ldc + o, alpha, dot16(a + (size_t)s * lda, b + (size_t)o * ldb, k), beta);
+}
+
+/* lm_sgather_sum: 48 columns at a time (three vectors of 16, one
+ * AVX-512 register each), the rows taken two by two so that six sums
+ * are in flight; then 16 at a time; then one by one. */
+#if defined(__GNUC__)
+/* v += g * p[0..16), and p[0..16) += v: loads and stores with memcpy (no
+ * alignment needed), macros rather than functions so that the vectors
+ * never cross a call (the clones below each have their own ABI). */
+#define FMA16(v, g, p) (memcpy(&x, (p), sizeof x), (v) += (g) * x)
+#define ADD16(p, v) (memcpy(&x, (p), sizeof x), x += (v), memcpy((p), &x, sizeof x))
+
+static LM_INLINE void gather48(int cnt, const float *g, const int *off, const float *base, float *out)
+{
+    const int L = LM_FEW_LANES;
+    lm_v16 a0 = {0.0f}, a1 = {0.0f}, a2 = {0.0f}, b0 = {0.0f}, b1 = {0.0f}, b2 = {0.0f}, x;
+    int t;
+
+    for (t = 0; t + 2 <= cnt; t += 2) {
+        const float *r = base + off[t], *q = base + off[t + 1];
+        FMA16(a0, g[t], r);
+        FMA16(a1, g[t], r + L);
+        FMA16(a2, g[t], r + 2 * L);
+        FMA16(b0, g[t + 1], q);
+        FMA16(b1, g[t + 1], q + L);
+        FMA16(b2, g[t + 1], q + 2 * L);
+    }
+    if (t < cnt) {
+        const float *r = base + off[t];
+        FMA16(a0, g[t], r);
+        FMA16(a1, g[t], r + L);
+        FMA16(a2, g[t], r + 2 * L);
+    }
+    ADD16(out, a0 + b0);
+    ADD16(out + L, a1 + b1);
+    ADD16(out + 2 * L, a2 + b2);
+}
+
+static LM_INLINE void gather16(int cnt, const float *g, const int *off, const float *base, float *out)
+{
+    lm_v16 a = {0.0f}, b = {0.0f}, x;
+    int t;
+
+    for (t = 0; t + 2 <= cnt; t += 2) {
+        FMA16(a, g[t], base + off[t]);
+        FMA16(b, g[t + 1], base + off[t + 1]);
+    }
+    if (t < cnt)
+        FMA16(a, g[t], base + off[t]);
+    ADD16(out, a + b);
+}
+#undef FMA16
+#undef ADD16
+#endif
+
+/* The rows, each in blocks of 48 and 16 columns, then one by one: one
+ * function, built for each instruction set (the blocks inlined into it),
+ * so that a call costs one indirect jump however short its rows. */
+LM_MULTIVERSION
+static void gather_rows(int rows, int n, int cnt, const float *g, const int *off,
+                        const float *base, int ldb, float *out, int ldo)
+{
+    int r, k, t;
+
+    for (r = 0; r < rows; r++, base += ldb, out += ldo) {
+        k = 0;
+#if defined(__GNUC__)
+        for (; k + 3 * LM_FEW_LANES <= n; k += 3 * LM_FEW_LANES)
+            gather48(cnt, g, off, base + k, out + k);
+        for (; k + LM_FEW_LANES <= n; k += LM_FEW_LANES)
+            gather16(cnt, g, off, base + k, out + k);
+#endif
+        for (; k < n; k++) {
+            float sum = 0.0f;
+            for (t = 0; t < cnt; t++)
+                sum += g[t] * base[off[t] + k];
+            out[k] += sum;
+        }
+    }
+}
+
+void lm_sgather_sum(int rows, int n, int cnt, const float *g, const int *off,
+                    const float *base, int ldb, float *out, int ldo)
+{
+    if (rows < 0 || n < 0 || cnt < 0) {
+        fprintf(stderr, "lm_sgather_sum: negative size (rows=%d n=%d cnt=%d)\n", rows, n, cnt);
+        abort();
+    }
+    gather_rows(rows, n, cnt, g, off, base, ldb, out, ldo);
 }
 
 #ifdef LM_BLAS_OPENBLAS

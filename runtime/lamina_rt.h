@@ -68,6 +68,25 @@ void lm_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
               float *c, int ldc);
 
 /*
+ * lm_sgather_sum: adds to out the rows of base that start at the offsets
+ * off[], weighted by g[]: for r < rows and k < n,
+ *
+ *   out[r * ldo + k] += sum over t < cnt of g[t] * base[off[t] + r * ldb + k]
+ *
+ * A convolution whose gradient comes through a max pooling uses it: each
+ * window passes its gradient to one element only, so a filter's weight
+ * gradient is a weighted sum of a few windows of x (rows = the kernel's
+ * height, n = its width times the channels, x stored channels last), and
+ * an element's input gradient a weighted sum of a few filters.
+ *
+ * rows, n, cnt >= 0; out must not overlap what is read. No BLAS involved:
+ * the same code with or without LM_BLAS_OPENBLAS, the sums kept in
+ * registers (GCC's and clang's vector type where there is one).
+ */
+void lm_sgather_sum(int rows, int n, int cnt, const float *g, const int *off,
+                    const float *base, int ldb, float *out, int ldo);
+
+/*
  * lm_set_threads: ask the BLAS to use n threads (values below 1 mean 1).
  * A no-op for the portable fallback, which is single-threaded.
  * lm_get_threads: the number of threads the BLAS uses (1 for the fallback).

@@ -65,8 +65,37 @@ def gen_conv2d(r):
     return layers, "softmax_cross_entropy"
 
 
+def gen_conv_maxpool(r):
+    """A convolution whose gradients come through the pooling's maxima
+    (grad.c, grad_conv_maxpool: C x KW >= 16, the pooling passing on at
+    most half of its output), after a first convolution so that its input
+    gradient is computed too; sometimes more windows than one chunk of the
+    weight gradient's list holds (1024, emit_c.c)."""
+    big = r.random() < 0.1
+    c = r.randint(4, 8)
+    h, w = (r.randint(66, 70), r.randint(66, 70)) if big else (r.randint(6, 13), r.randint(6, 13))
+    oh = ow = 0
+    while min(oh, ow) < 2:  # room for a 2x2 window
+        kh, kw = r.randint(1, 4), r.randint(-(-16 // c), 5)
+        sh, sw = (1, 1) if big else (r.choice([1, 1, 2]), r.choice([1, 1, 2]))
+        ph, pw = r.randint(0, kh // 2 + 1), r.randint(0, kw // 2 + 1)
+        oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    pk = r.choice([2, 2, 3]) if min(oh, ow) >= 3 else 2
+    ps = r.choice([pk, pk, 2]) if pk == 3 else pk  # 3 by 2: overlapping windows
+    layers = ["input x[%d, %d, %d]" % (r.randint(1, 2), h, w),
+              "conv2d a(%d, kernel=1)" % c,
+              "conv2d c(%d, kernel=[%d, %d], stride=[%d, %d], pad=[%d, %d])" % (
+                  r.randint(1, 5), kh, kw, sh, sw, ph, pw)]
+    if r.random() < 0.7:
+        layers.append("relu")  # applied to the maxima (rewrite.c)
+    layers += ["maxpool p(%d, stride=%d)" % (pk, ps), "flatten", "dense out(%d)" % r.randint(2, 4)]
+    return layers, "softmax_cross_entropy"
+
+
 def gen_pool(op):
     def g(r):
+        if op == "maxpool" and r.random() < 0.35:
+            return gen_conv_maxpool(r)
         c, h, w = image(r)
         # rows wider than the fused activation-and-average-pool backward's
         # block of 1024 floats (emit_c.c, emit_avgpool_act_dx): g one row

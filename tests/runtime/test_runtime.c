@@ -311,6 +311,60 @@ static void test_gemm(void)
     CHECK(lm_get_threads() >= 1, "lm_get_threads after set 2");
 }
 
+/* One lm_sgather_sum call against a double-precision loop: rows of base
+ * at random offsets (some repeated), out with padding columns between
+ * its rows that must stay untouched. */
+static int gather_case(int rows, int n, int cnt, uint32_t *seed)
+{
+    enum { PAD = 3 };
+    const int ldb = n + 5, ldo = n + PAD, nbase = 8;
+    float *base = malloc(sizeof(float) * (size_t)(nbase * ldb * rows + 1));
+    float *out = malloc(sizeof(float) * (size_t)(rows * ldo + 1));
+    float *g = malloc(sizeof(float) * (size_t)(cnt + 1));
+    int *off = malloc(sizeof(int) * (size_t)(cnt + 1));
+    int r, k, t, ok = 1;
+
+    for (k = 0; k < nbase * ldb * rows; k++)
+        base[k] = (float)((int)(test_rand(seed) % 2001) - 1000) / 500.0f;
+    for (k = 0; k < rows * ldo; k++)
+        out[k] = (float)k;
+    for (t = 0; t < cnt; t++) {
+        g[t] = (float)((int)(test_rand(seed) % 201) - 100) / 50.0f;
+        off[t] = (int)(test_rand(seed) % nbase) * ldb * rows; /* row blocks may repeat */
+    }
+    lm_sgather_sum(rows, n, cnt, g, off, base, ldb, out, ldo);
+    for (r = 0; r < rows; r++)
+        for (k = 0; k < ldo; k++) {
+            double want = (double)(r * ldo + k), scale = 1.0 + fabs(want);
+            if (k < n)
+                for (t = 0; t < cnt; t++) {
+                    double v = (double)g[t] * base[off[t] + r * ldb + k];
+                    want += v;
+                    scale += fabs(v);
+                }
+            if (fabs(out[r * ldo + k] - want) > 1e-5 * scale)
+                ok = 0;
+        }
+    free(base), free(out), free(g), free(off);
+    return ok;
+}
+
+static void test_gather(void)
+{
+    /* Widths around the kernel's blocks of 48 and 16 columns, counts
+     * around its pairs of rows. */
+    static const int widths[] = {0, 1, 3, 15, 16, 17, 32, 33, 47, 48, 49, 64, 96, 100, 145};
+    static const int counts[] = {0, 1, 2, 3, 4, 7, 25};
+    uint32_t seed = 11;
+    int bad = 0, total = 0;
+    size_t i, j;
+
+    for (i = 0; i < sizeof widths / sizeof widths[0]; i++)
+        for (j = 0; j < sizeof counts / sizeof counts[0]; j++, total++)
+            bad += !gather_case(1 + (int)(i + j) % 3, widths[i], counts[j], &seed);
+    CHECK(bad == 0, "lm_sgather_sum vs a loop: %d of %d cases wrong", bad, total);
+}
+
 /* ======================================================================
  * rng
  * ====================================================================== */
@@ -1476,6 +1530,7 @@ int main(void)
         return 2;
     }
     test_gemm();
+    test_gather();
     test_rng();
     test_st_roundtrip();
     test_st_errors();
