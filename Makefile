@@ -85,12 +85,15 @@ $(B)/compiler/rt_safetensors.o: runtime/safetensors.c runtime/lamina_rt.h
 	@mkdir -p $(B)/compiler
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-# -ffp-contract=fast: a * b + c as one fused multiply-add where the target
-# has one (gemm.c's clones for AVX2 and AVX-512); gcc's -std=c99 would
-# keep them two instructions, half the speed of its vector loops.
 $(B)/runtime/%.o: runtime/%.c runtime/lamina_rt.h $(B)/blas.stamp
 	@mkdir -p $(B)/runtime
-	$(CC) $(CFLAGS) -ffp-contract=fast -fPIC $(BLAS_CFLAGS) -c -o $@ $<
+	$(CC) $(CFLAGS) $(RT_CFLAGS_$*) -fPIC $(BLAS_CFLAGS) -c -o $@ $<
+
+# gemm.c alone: a * b + c as one fused multiply-add in its vector loops'
+# clones for AVX2 and AVX-512 (gcc's -std=c99 keeps them two instructions,
+# half the speed). Not the other files: rng.c's parameters must be the
+# same bits on every machine.
+RT_CFLAGS_gemm = -ffp-contract=fast
 
 $(B)/liblamina_rt.a: $(RUNTIME_OBJ)
 	rm -f $@

@@ -217,10 +217,12 @@ static const char *scratch_arg(const Emitter *e, const Node *n)
     return arena_printf(e->g->arena, "%s, s0, s1", e->scratch[n->id]);
 }
 
-/* "i * 2 - 1 + p" with the trivial parts left out. */
+/* "i * 2 - 1 + p" with the trivial parts left out; "i * 2" when k is NULL. */
 static const char *index_expr(const Emitter *e, const char *i, int stride, int pad, const char *k)
 {
     const char *s = stride == 1 ? i : arena_printf(e->g->arena, "%s * %d", i, stride);
+    if (!k) /* "i * 2" alone */
+        return s;
     return pad ? arena_printf(e->g->arena, "%s - %d + %s", s, pad, k)
                : arena_printf(e->g->arena, "%s + %s", s, k);
 }
@@ -871,9 +873,9 @@ void emit_maxpool(Emitter *e, const Node *n)
 }
 
 /* The first maximum of one window, without a branch (the comparisons of
- * pre-activation data are a coin toss for the branch predictor): t is
- * the window's element p*KW+q, arg the first t holding its maximum, and
- * at (the input index of element t) is what the caller scatters to. */
+ * pre-activation data are a coin toss for the branch predictor; gcc made
+ * a branch of `arg = v > best ? t : arg`, not of the masks): t is the
+ * window's element p*KW+q, and arg the first t holding its maximum. */
 static void window_argmax(Emitter *e, const Pool *p, const char *indent, const char *plus)
 {
     /* With padding, arg stays -1 when no element inside x beats -inf; plus
@@ -882,10 +884,11 @@ static void window_argmax(Emitter *e, const Pool *p, const char *indent, const c
           "%sint arg = %d;\n", indent, indent, p->ph > 0 || p->pw > 0 ? -1 : 0);
     window_loops(e, p, indent);
     fn(e, "%s        const float v = x[in + h * %lld + w]%s;\n"
-          "%s        arg = v > best ? p * %lld + q : arg;\n"
+          "%s        const int above = -(v > best); /* all ones, or 0: an equal one later is not the first */\n"
+          "%s        arg = (arg & ~above) | ((p * %lld + q) & above);\n"
           "%s        best = v > best ? v : best;\n"
           "%s    }\n",
-       indent, (long long)p->w, plus, indent, (long long)p->kw, indent, indent);
+       indent, (long long)p->w, plus, indent, indent, (long long)p->kw, indent, indent);
 }
 
 void emit_maxpool_dx(Emitter *e, const Node *n)
@@ -995,15 +998,31 @@ static ConvPool conv_pool_of(const Emitter *e, const Node *n)
     return cp;
 }
 
-/* "a * s" and "(a + k)", the trivial parts left out. */
-static const char *scaled(const Emitter *e, const char *a, int64_t s)
+/* The index of element (c, h, w) of x in its channels-last copy with the
+ * border of zeros, [HP][WP][C]. */
+static const char *channels_last(const Emitter *e, const ConvPool *cp, const char *h, const char *w)
 {
-    return s == 1 ? a : arena_printf(e->g->arena, "%s * %lld", a, (long long)s);
+    const char *hb = cp->c.ph ? arena_printf(e->g->arena, "(%s + %lld)", h, (long long)cp->c.ph) : h;
+    const char *wb = cp->c.pw ? arena_printf(e->g->arena, "%s + %lld", w, (long long)cp->c.pw) : w;
+    return arena_printf(e->g->arena, "(%s * %lld + %s) * %lld + c", hb, (long long)cp->wp, wb,
+                        (long long)cp->c.c);
 }
 
-static const char *plus(const Emitter *e, const char *a, int64_t k)
+/* The loops over the filters' elements (f, c, p, q), with `stmt` inside:
+ * pt is the index in PyTorch's layout [F][C][KH][KW], cl in the
+ * channels-last one [F][KH][KW][C]. */
+static void filter_loops(Emitter *e, const Conv *c, const char *stmt)
 {
-    return k == 0 ? a : arena_printf(e->g->arena, "(%s + %lld)", a, (long long)k);
+    fn(e, "    for (int f = 0; f < %lld; f++)\n"
+          "        for (int c = 0; c < %lld; c++)\n"
+          "            for (int p = 0; p < %lld; p++)\n"
+          "                for (int q = 0; q < %lld; q++) {\n"
+          "                    const int pt = ((f * %lld + c) * %lld + p) * %lld + q;\n"
+          "                    const int cl = ((f * %lld + p) * %lld + q) * %lld + c;\n"
+          "                    %s\n"
+          "                }\n",
+       (long long)c->f, (long long)c->c, (long long)c->kh, (long long)c->kw, (long long)c->c,
+       (long long)c->kh, (long long)c->kw, (long long)c->kh, (long long)c->kw, (long long)c->c, stmt);
 }
 
 /* The element (oi,oj) of y that window (i,j)'s element k is. */
@@ -1018,63 +1037,49 @@ static void emit_route_position(Emitter *e, const ConvPool *cp, const char *inde
  * of x (or dx) with its border: ((oi*SH) * WP + oj*SW) * C. */
 static const char *conv_pool_at(const Emitter *e, const ConvPool *cp)
 {
-    return arena_printf(e->g->arena, "(%s * %lld + %s) * %lld", scaled(e, "oi", cp->c.sh),
-                        (long long)cp->wp, scaled(e, "oj", cp->c.sw), (long long)cp->c.c);
+    return arena_printf(e->g->arena, "(%s * %lld + %s) * %lld", index_expr(e, "oi", (int)cp->c.sh, 0, NULL),
+                        (long long)cp->wp, index_expr(e, "oj", (int)cp->c.sw, 0, NULL),
+                        (long long)cp->c.c);
 }
 
 /* The comment's lines on how much the route leaves to compute. */
 static const char *conv_pool_text(const Emitter *e, const ConvPool *cp, const char *of)
 {
     return arena_printf(e->g->arena,
+                        " *   (oi,oj) the element of the convolution's output that r[s,f,i,j] names.\n"
                         " *   Each window passes its gradient to one of its %lld elements (or none): this\n"
                         " *   sums at most %lld windows per filter where conv2d_%s would multiply by\n"
-                        " *   all %lld elements of a dy that is mostly 0.\n",
+                        " *   all %lld elements of a dy that is mostly 0. A gradient of 0 is skipped (an\n"
+                        " *   inf in x under it stays out of the sums, where 0 * inf would be NaN).\n",
                         (long long)cp->area, (long long)(cp->poh * cp->pow), of,
                         (long long)(cp->c.oh * cp->c.ow));
 }
 
 void emit_maxpool_route(Emitter *e, const Node *n)
 {
-    const Shape *y = &n->in[0]->shape, *r = &n->out->shape;
-    const Attrs *a = &n->attr;
-    const int64_t area = (int64_t)a->kernel[0] * a->kernel[1], ch = y->dim[1];
+    Pool p = pool_of(e, n);
+    const long long area = (long long)(p.kh * p.kw);
     header(e, n, "where the gradient of maxpool goes",
            arena_printf(e->g->arena,
-                        " *   r[s,f,i,j] = p*%d+q, the first maximum of y[s,f, i*%d+p, j*%d+q] + b[f]%s\n"
+                        " *   r[s,c,i,j] = p*%lld+q, the first maximum of x[s,c, i*%lld+p, j*%lld+q] + b[c]%s\n"
                         " *   (a float holding a small whole number: the work area holds floats)\n",
-                        a->kernel[1], a->stride[0], a->stride[1],
-                        a->relu ? arena_printf(e->g->arena,
-                                               ",\n *   or %lld (none) where that maximum is <= 0: the relu passes no gradient",
-                                               (long long)area)
-                                : ""));
-    fn(e, "static void %s(const float *restrict y, const float *restrict b, float *restrict r,\n"
-          "    int s0, int s1)\n{\n"
-          "    for (int s = s0; s < s1; s++)\n"
-          "        for (int f = 0; f < %lld; f++) {\n"
-          "            const float *yf = y + ((size_t)s * %lld + f) * %lld;\n"
-          "            float *rf = r + ((size_t)s * %lld + f) * %lld;\n"
-          "            const float bf = b[f];\n"
-          "            for (int i = 0; i < %lld; i++)\n"
-          "                for (int j = 0; j < %lld; j++) {\n"
-          /* Comparisons become masks: the sign of a pre-activation is a
-           * coin toss for a branch predictor. */
-          "                    float best = -INFINITY;\n"
-          "                    int arg = 0;\n"
-          "                    for (int p = 0; p < %d; p++)\n"
-          "                        for (int q = 0; q < %d; q++) {\n"
-          "                            const float v = yf[(%s) * %lld + %s] + bf;\n"
-          "                            const int above = -(v > best); /* all ones, or 0: a later equal one is not the first */\n"
-          "                            arg = (arg & ~above) | ((p * %d + q) & above);\n"
-          "                            best = v > best ? v : best;\n"
-          "                        }\n"
-          "                    rf[i * %lld + j] = (float)%s;\n"
-          "                }\n"
-          "        }\n}\n",
-       fn_name(e, n), (long long)ch, (long long)ch, (long long)(y->dim[2] * y->dim[3]), (long long)ch,
-       (long long)(r->dim[2] * r->dim[3]), (long long)r->dim[2], (long long)r->dim[3], a->kernel[0],
-       a->kernel[1], index_expr(e, "i", a->stride[0], 0, "p"), (long long)y->dim[3],
-       index_expr(e, "j", a->stride[1], 0, "q"), a->kernel[1], (long long)r->dim[3],
-       a->relu ? arena_printf(e->g->arena, "(best > 0.0f ? arg : %lld)", (long long)area) : "arg");
+                        (long long)p.kw, (long long)p.sh, (long long)p.sw,
+                        n->attr.relu ? arena_printf(e->g->arena,
+                                                    ",\n *   or %lld (none) where that maximum is <= 0: the relu passes no gradient",
+                                                    area)
+                                     : ""));
+    fn(e, "static void %s(const float *restrict x, const float *restrict b, float *restrict r,\n"
+          "    int s0, int s1)\n{\n", fn_name(e, n));
+    pool_outer(e, &p, NULL);
+    window_argmax(e, &p, "                    ", " + b[c]");
+    if (n->attr.relu)
+        fn(e, "                    const int none = -(best <= 0.0f); /* all ones where the relu passes nothing */\n"
+              "                    r[out + i * %lld + j] = (float)((arg & ~none) | (%lld & none));\n",
+           (long long)p.ow, area);
+    else
+        fn(e, "                    r[out + i * %lld + j] = (float)arg;\n", (long long)p.ow);
+    fn(e, "                }\n"
+          "        }\n}\n");
     call(e, n, "s0, s1");
 }
 
@@ -1111,8 +1116,7 @@ void emit_maxpool_conv2d_dw(Emitter *e, const Node *n)
     header(e, n, "gradient of the conv2d weight, through the max pooling",
            arena_printf(e->g->arena,
                         " *   dW[f,c,p,q] += sum over s and the windows (i,j) that pass dy on of\n"
-                        " *                  dy[s,f,i,j] x[s, c, oi*%lld-%lld+p, oj*%lld-%lld+q],\n"
-                        " *   (oi,oj) the element of the convolution's output that r[s,f,i,j] names\n%s"
+                        " *                  dy[s,f,i,j] x[s, c, oi*%lld-%lld+p, oj*%lld-%lld+q],\n%s"
                         " *   Per sample, x is copied channels last, xt[h][w][c]%s, so that a\n"
                         " *   window row is %lld contiguous floats; the sums go to dwt[f][p][q][c] (per\n"
                         " *   filter, a weighted sum of windows: lm_sgather_sum), added to dW at the end.\n",
@@ -1131,7 +1135,7 @@ void emit_maxpool_conv2d_dw(Emitter *e, const Node *n)
           "        for (int c = 0; c < %lld; c++)\n"
           "            for (int h = 0; h < %lld; h++)\n"
           "                for (int w = 0; w < %lld; w++)\n"
-          "                    xt[(%s * %lld + %s) * %lld + c] = xs[(c * %lld + h) * %lld + w];\n"
+          "                    xt[%s] = xs[(c * %lld + h) * %lld + w];\n"
           "        for (int f = 0; f < %lld; f++) {\n"
           "            const size_t at_f = ((size_t)s * %lld + f) * %lld;\n"
           "            int n = 0;\n"
@@ -1141,9 +1145,9 @@ void emit_maxpool_conv2d_dw(Emitter *e, const Node *n)
        fn_name(e, n), (long long)cp.hp, (long long)cp.wp, (long long)c->c, (long long)xs,
        (long long)c->f, (long long)c->kh, (long long)c->kw, (long long)c->c, (long long)cap,
        (long long)cap, (long long)(xs + c->f * cp.win), (long long)(c->c * c->h * c->w),
-       (long long)c->c, (long long)c->h, (long long)c->w, plus(e, "h", c->ph), (long long)cp.wp,
-       plus(e, "w", c->pw), (long long)c->c, (long long)c->h, (long long)c->w, (long long)c->f,
-       (long long)c->f, (long long)windows, (long long)cp.poh, (long long)cp.pow, (long long)cp.pow);
+       (long long)c->c, (long long)c->h, (long long)c->w, channels_last(e, &cp, "h", "w"),
+       (long long)c->h, (long long)c->w, (long long)c->f, (long long)c->f, (long long)windows,
+       (long long)cp.poh, (long long)cp.pow, (long long)cp.pow);
     emit_route_position(e, &cp, "                    ", "k");
     const char *sum = arena_printf(e->g->arena, "lm_sgather_sum(%lld, %lld, n, g, at, xt, %lld, dwt + (size_t)f * %lld, %lld);",
                                    (long long)c->kh, (long long)row, (long long)(cp.wp * c->c),
@@ -1160,15 +1164,9 @@ void emit_maxpool_conv2d_dw(Emitter *e, const Node *n)
     fn(e, "                }\n"
           "            %s\n"
           "        }\n"
-          "    }\n"
-          "    for (int f = 0; f < %lld; f++)\n"
-          "        for (int c = 0; c < %lld; c++)\n"
-          "            for (int p = 0; p < %lld; p++)\n"
-          "                for (int q = 0; q < %lld; q++)\n"
-          "                    dw[((f * %lld + c) * %lld + p) * %lld + q] += dwt[((f * %lld + p) * %lld + q) * %lld + c];\n"
-          "}\n",
-       sum, (long long)c->f, (long long)c->c, (long long)c->kh, (long long)c->kw, (long long)c->c,
-       (long long)c->kh, (long long)c->kw, (long long)c->kh, (long long)c->kw, (long long)c->c);
+          "    }\n", sum);
+    filter_loops(e, c, "dw[pt] += dwt[cl];");
+    fn(e, "}\n");
     call(e, n, scratch_arg(e, n));
 }
 
@@ -1180,8 +1178,7 @@ void emit_maxpool_conv2d_dx(Emitter *e, const Node *n)
     header(e, n, "gradient of the conv2d input, through the max pooling",
            arena_printf(e->g->arena,
                         " *   dx[s,c,h,w] = sum of dy[s,f,i,j] W[f,c,p,q] over the windows (i,j) that pass\n"
-                        " *                 dy on and the filters f, with h = oi*%lld-%lld+p, w = oj*%lld-%lld+q,\n"
-                        " *   (oi,oj) the element of the convolution's output that r[s,f,i,j] names\n%s"
+                        " *                 dy on and the filters f, with h = oi*%lld-%lld+p, w = oj*%lld-%lld+q,\n%s"
                         " *   Per window, the filters are grouped by the element their gradient goes to:\n"
                         " *   that element's window of dx gets the sum of their dy W[f] (lm_sgather_sum),\n"
                         " *   on dxt[h][w][c], dx channels last%s, from wt[f][p][q][c], W channels last.\n",
@@ -1194,13 +1191,13 @@ void emit_maxpool_conv2d_dx(Emitter *e, const Node *n)
           "    float *restrict dxt = work + %lld; /* [%lld][%lld][%lld] */\n"
           "    /* per element of a window (and none, the last), the filters whose gradient goes there */\n"
           "    int at[%lld][%lld], count[%lld];\n"
-          "    float g[%lld][%lld];\n"
-          "    for (int f = 0; f < %lld; f++)\n"
-          "        for (int c = 0; c < %lld; c++)\n"
-          "            for (int p = 0; p < %lld; p++)\n"
-          "                for (int q = 0; q < %lld; q++)\n"
-          "                    wt[((f * %lld + p) * %lld + q) * %lld + c] = w[((f * %lld + c) * %lld + p) * %lld + q];\n"
-          "    for (int s = s0; s < s1; s++) {\n"
+          "    float g[%lld][%lld];\n",
+       fn_name(e, n), (long long)c->f, (long long)c->kh, (long long)c->kw, (long long)c->c,
+       (long long)(c->f * cp.win), (long long)cp.hp, (long long)cp.wp, (long long)c->c,
+       (long long)(cp.area + 1), (long long)c->f, (long long)(cp.area + 1), (long long)(cp.area + 1),
+       (long long)c->f);
+    filter_loops(e, c, "wt[cl] = w[pt];");
+    fn(e, "    for (int s = s0; s < s1; s++) {\n"
           "        memset(dxt, 0, (size_t)%lld * sizeof(float));\n"
           "        for (int i = 0; i < %lld; i++)\n"
           "            for (int j = 0; j < %lld; j++) {\n"
@@ -1214,14 +1211,8 @@ void emit_maxpool_conv2d_dx(Emitter *e, const Node *n)
           "                }\n"
           "                for (int k = 0; k < %lld; k++)\n"
           "                    if (count[k] > 0) {\n",
-       fn_name(e, n), (long long)c->f, (long long)c->kh, (long long)c->kw, (long long)c->c,
-       (long long)(c->f * cp.win), (long long)cp.hp, (long long)cp.wp, (long long)c->c,
-       (long long)(cp.area + 1), (long long)c->f, (long long)(cp.area + 1), (long long)(cp.area + 1),
-       (long long)c->f, (long long)c->f, (long long)c->c, (long long)c->kh, (long long)c->kw,
-       (long long)c->kh, (long long)c->kw, (long long)c->c, (long long)c->c, (long long)c->kh,
-       (long long)c->kw, (long long)xs, (long long)cp.poh, (long long)cp.pow, (long long)c->f,
-       (long long)c->f, (long long)(cp.poh * cp.pow), (long long)cp.pow, (long long)cp.win,
-       (long long)cp.area);
+       (long long)xs, (long long)cp.poh, (long long)cp.pow, (long long)c->f, (long long)c->f,
+       (long long)(cp.poh * cp.pow), (long long)cp.pow, (long long)cp.win, (long long)cp.area);
     emit_route_position(e, &cp, "                        ", "k");
     fn(e, "                        lm_sgather_sum(%lld, %lld, count[k], g[k], at[k], wt, %lld, dxt + %s, %lld);\n"
           "                    }\n"
@@ -1229,13 +1220,12 @@ void emit_maxpool_conv2d_dx(Emitter *e, const Node *n)
           "        float *dxs = dx + (size_t)s * %lld;\n"
           "        for (int c = 0; c < %lld; c++)\n"
           "            for (int h = 0; h < %lld; h++)\n"
-          "                for (int k = 0; k < %lld; k++)\n"
-          "                    dxs[(c * %lld + h) * %lld + k] = dxt[(%s * %lld + %s) * %lld + c];\n"
+          "                for (int v = 0; v < %lld; v++)\n"
+          "                    dxs[(c * %lld + h) * %lld + v] = dxt[%s];\n"
           "    }\n}\n",
        (long long)c->kh, (long long)row, (long long)row, conv_pool_at(e, &cp),
        (long long)(cp.wp * c->c), (long long)(c->c * c->h * c->w), (long long)c->c, (long long)c->h,
-       (long long)c->w, (long long)c->h, (long long)c->w, plus(e, "h", c->ph), (long long)cp.wp,
-       plus(e, "k", c->pw), (long long)c->c);
+       (long long)c->w, (long long)c->h, (long long)c->w, channels_last(e, &cp, "h", "v"));
     call(e, n, scratch_arg(e, n));
 }
 
@@ -1812,7 +1802,7 @@ static void emit_layout(Emitter *e, Buf *c)
                                        dims(e, b->t) + 1);
         } else if (b->node) {
             name = e->scratch[b->node->id];
-            shape = "im2col columns of one sample";
+            shape = "one sample's im2col columns or channels-last copies";
         } else {
             char *s = arena_strdup(e->g->arena, b->name);
             for (char *q = s; *q; q++)
@@ -2189,15 +2179,12 @@ static void emit_header(Emitter *e, const EmitOptions *o, Buf *h)
     buf_printf(h, " * Every call takes n samples, 1 <= n <= %s_BATCH. Instances share\n"
                   " * nothing: any number may be used at once, one thread each.\n */\n",
                U);
-    static const char *const what[BUF_COUNT] = {"parameters", "gradients", "optimizer state",
-                                                 "activations", "activation gradients",
-                                                 "scratch (im2col)"};
     buf_printf(h, "/*\n * Memory of one instance: %s_size() = %lld bytes, all of it allocated\n"
                   " * by create (or given to init), none after:\n",
                P, (long long)(4 * e->p->total + PLAN_HEADER_BYTES));
     for (int k = 0; k < BUF_COUNT; k++)
         if (e->p->by_kind[k])
-            buf_printf(h, " *   %-22s %12lld floats%s\n", what[k], (long long)e->p->by_kind[k],
+            buf_printf(h, " *   %-22s %12lld floats%s\n", bufkind_title((BufKind)k), (long long)e->p->by_kind[k],
                        k >= BUF_ACT ? " (in the work area)" : "");
     buf_printf(h, " *   %-22s %12lld floats, shared by liveness\n */\n", "work area",
                (long long)e->p->work);

@@ -87,8 +87,10 @@ void grad_affine(Graph *g, Node *n)
  * convolution's dW and dx are sums over the windows' maxima (a few of
  * y's elements) rather than products with a dy that is mostly zeros.
  * Only where that pays: the pooling passes on at most half of y, and a
- * window row of the convolution (KW x C floats) fills a vector; else,
- * and without fusion (--no-rewrite), NULL. */
+ * window row of the convolution (KW x C floats) fills a vector; and where
+ * the input gradient's lists of filters by window element, on the stack,
+ * stay within 64 KiB (8 bytes per filter and element, and one more
+ * element for "none"). Else, and without fusion (--no-rewrite), NULL. */
 static const Node *conv_before_maxpool(const Graph *g, const Node *n)
 {
     const Node *conv = n->in[0]->def;
@@ -96,7 +98,9 @@ static const Node *conv_before_maxpool(const Graph *g, const Node *n)
         n->attr.pad[0] || n->attr.pad[1] || !tensor_only_read_by(g, conv->out, n))
         return NULL;
     const Shape *y = &conv->out->shape, *p = &n->out->shape, *x = &conv->in[0]->shape;
-    if (2 * p->dim[2] * p->dim[3] > y->dim[2] * y->dim[3] || conv->attr.kernel[1] * x->dim[1] < 16)
+    const int64_t area = (int64_t)n->attr.kernel[0] * n->attr.kernel[1];
+    if (2 * p->dim[2] * p->dim[3] > y->dim[2] * y->dim[3] || conv->attr.kernel[1] * x->dim[1] < 16 ||
+        (area + 1) * y->dim[1] > 8192)
         return NULL;
     return conv;
 }

@@ -529,6 +529,7 @@ int64_t plan_scratch_size(const Graph *g, const Node *n);
 /* A stride-1 conv2d_dx's planes for its col2im's sums over the kernel's
  * rows (emit_c.c), after the columns in its scratch; 0 for the others. */
 int64_t plan_fold_size(const Node *n);
+const char *bufkind_title(BufKind k);
 const char *bufkind_name(BufKind k);
 
 /* ---- emit_c.c ------------------------------------------------------------- */

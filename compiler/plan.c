@@ -30,6 +30,15 @@ static int64_t round_up(int64_t n)
     return (n + PLAN_ALIGN - 1) / PLAN_ALIGN * PLAN_ALIGN;
 }
 
+/* What the summary and the generated header call the buffers of kind k. */
+const char *bufkind_title(BufKind k)
+{
+    static const char *const titles[BUF_COUNT] = {
+        "parameters", "gradients", "optimizer state", "activations", "activation gradients",
+        "scratch (one sample)"};
+    return titles[k];
+}
+
 const char *bufkind_name(BufKind k)
 {
     static const char *const names[BUF_COUNT] = {"param", "grad", "opt", "act", "dact",

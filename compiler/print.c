@@ -25,7 +25,13 @@ static void print_type(FILE *f, const Tensor *t)
     fprintf(f, "%s%s", dtype_name(t->dtype), shape_str(&t->shape, b, sizeof b));
 }
 
-static void print_attrs(FILE *f, const Node *n)
+static void print_window(FILE *f, const Attrs *a)
+{
+    fprintf(f, " kernel=[%d,%d] stride=[%d,%d] pad=[%d,%d]", a->kernel[0], a->kernel[1],
+            a->stride[0], a->stride[1], a->pad[0], a->pad[1]);
+}
+
+static void print_attrs(FILE *f, const Graph *g, const Node *n)
 {
     const Attrs *a = &n->attr;
     switch (n->op) {
@@ -37,14 +43,21 @@ static void print_attrs(FILE *f, const Node *n)
     case OP_MAXPOOL_DX:
     case OP_AVGPOOL_DX:
     case OP_AVGPOOL_ACT_DX:
-    case OP_MAXPOOL_ROUTE:
-    case OP_MAXPOOL_CONV2D_DW:
-    case OP_MAXPOOL_CONV2D_DX:
-        fprintf(f, " kernel=[%d,%d] stride=[%d,%d] pad=[%d,%d]%s", a->kernel[0], a->kernel[1],
-                a->stride[0], a->stride[1], a->pad[0], a->pad[1],
-                (n->op == OP_MAXPOOL || n->op == OP_MAXPOOL_DX || n->op == OP_MAXPOOL_ROUTE) && a->relu
-                    ? " relu" : "");
+        print_window(f, a);
+        fprintf(f, "%s", (n->op == OP_MAXPOOL || n->op == OP_MAXPOOL_DX) && a->relu ? " relu" : "");
         break;
+    case OP_MAXPOOL_ROUTE: /* the pooling's windows, never padded */
+        fprintf(f, " kernel=[%d,%d] stride=[%d,%d]%s", a->kernel[0], a->kernel[1], a->stride[0],
+                a->stride[1], a->relu ? " relu" : "");
+        break;
+    case OP_MAXPOOL_CONV2D_DW: /* the convolution's, then the pooling's windows */
+    case OP_MAXPOOL_CONV2D_DX: {
+        const Node *conv = g->nodes.items[a->of_node];
+        print_window(f, &conv->attr);
+        fprintf(f, " pool=[%d,%d] pool_stride=[%d,%d]", a->kernel[0], a->kernel[1], a->stride[0],
+                a->stride[1]);
+        break;
+    }
     case OP_LEAKY_RELU:
     case OP_ELU:
         fprintf(f, " alpha=%g", a->alpha);
@@ -62,13 +75,13 @@ static void print_attrs(FILE *f, const Node *n)
     }
 }
 
-static void print_node(FILE *f, const Node *n)
+static void print_node(FILE *f, const Graph *g, const Node *n)
 {
     fprintf(f, "%c%s = %s(", sigil(n->out), n->out->name, op_name(n->op));
     for (int i = 0; i < n->nin; i++)
         fprintf(f, "%s%c%s", i ? ", " : "", sigil(n->in[i]), n->in[i]->name);
     fputc(')', f);
-    print_attrs(f, n);
+    print_attrs(f, g, n);
     fputs(" : ", f);
     print_type(f, n->out);
     fprintf(f, "  # %d:%d\n", n->loc.line, n->loc.col);
@@ -115,7 +128,7 @@ void print_ir(FILE *f, const Graph *g, bool with_grad)
         }
         for (int k = 0; k < nd->nnotes; k++)
             fprintf(f, "; %s\n", nd->note[k]);
-        print_node(f, nd);
+        print_node(f, g, nd);
     }
     fputc('\n', f);
     if (g->output)
@@ -266,12 +279,9 @@ void print_summary(FILE *f, const Graph *g, const Plan *p)
         return;
     fprintf(f, "Memory of one %s instance (the generated code's %s_size()):\n",
             p->training ? "training" : "inference", g->name);
-    static const char *const what[BUF_COUNT] = {
-        "parameters", "gradients", "optimizer state", "activations", "activation gradients",
-        "scratch (im2col)"};
     for (int k = 0; k < BUF_COUNT; k++)
         if (p->by_kind[k])
-            fprintf(f, "  %-22s %14s floats %12s\n", what[k], commas(p->by_kind[k], b1, sizeof b1),
+            fprintf(f, "  %-22s %14s floats %12s\n", bufkind_title((BufKind)k), commas(p->by_kind[k], b1, sizeof b1),
                     bytes_text(4 * p->by_kind[k], b2, sizeof b2));
     fprintf(f, "  %-22s %14s floats %12s  (activations, their gradients and scratch share it by liveness)\n",
             "work area", commas(p->work, b1, sizeof b1), bytes_text(4 * p->work, b2, sizeof b2));

@@ -158,6 +158,12 @@ grep -v "^ok " "$tmp/th.log"; count "$tmp/th.log" "test_models.py (--threads 3, 
 OMP_WAIT_POLICY=PASSIVE LAMINAC_FLAGS="--threads 2" CFLAGS="-fopenmp" \
     $PY tests/codegen/test_ops.py 3 >"$tmp/tho.log" 2>&1
 tail -n 2 "$tmp/tho.log"; count "$tmp/tho.log" "test_ops.py (--threads 2)"
+# A convolution through its max pooling, in parts: the weight gradient's
+# per-part sums and channels-last copies, the pinned configurations
+# (more windows than a chunk, wide rows, a global pooling) included.
+OMP_WAIT_POLICY=PASSIVE LAMINAC_FLAGS="--threads 2" CFLAGS="-fopenmp" \
+    $PY tests/codegen/test_ops.py 8 maxpool >"$tmp/thm.log" 2>&1
+tail -n 2 "$tmp/thm.log"; count "$tmp/thm.log" "test_ops.py maxpool (--threads 2)"
 
 echo "== the same with the portable GEMM (BLAS=none)"
 make --no-print-directory -s BLAS=none B=build/noblas build/noblas/liblamina_rt.a >/dev/null

@@ -65,30 +65,47 @@ def gen_conv2d(r):
     return layers, "softmax_cross_entropy"
 
 
-def gen_conv_maxpool(r):
+def gen_conv_maxpool(r, force=None):
     """A convolution whose gradients come through the pooling's maxima
     (grad.c, grad_conv_maxpool: C x KW >= 16, the pooling passing on at
     most half of its output), after a first convolution so that its input
-    gradient is computed too; sometimes more windows than one chunk of the
-    weight gradient's list holds (1024, emit_c.c)."""
-    big = r.random() < 0.1
-    c = r.randint(4, 8)
+    gradient is computed too. Windows square or not, side by side,
+    overlapping or with gaps between them; sometimes window rows of 48
+    floats or more (the runtime's widest block), more windows than one
+    chunk of the weight gradient's list holds (1024, emit_c.c), a dropout
+    after the pooling (gradients of 0, skipped), or a global pooling of
+    many filters, whose lists would not fit the stack (not fused). force
+    ("global", "big" or "wide") asks for one of those (PINNED, below)."""
+    if force == "global" or (not force and r.random() < 0.06):
+        c, h = r.randint(2, 3), r.randint(4, 6)
+        return (["input x[1, %d, %d]" % (h, h), "conv2d a(%d, kernel=1)" % c,
+                 "conv2d c(%d, kernel=3, pad=1)" % r.randint(600, 1100), "relu",
+                 "maxpool p(%d)" % h, "flatten", "dense out(3)"], "softmax_cross_entropy")
+    big, wide = force == "big" or r.random() < 0.1, force == "wide" or r.random() < 0.25
+    c = r.randint(10, 12) if wide else r.randint(4, 8)
     h, w = (r.randint(66, 70), r.randint(66, 70)) if big else (r.randint(6, 13), r.randint(6, 13))
     oh = ow = 0
-    while min(oh, ow) < 2:  # room for a 2x2 window
-        kh, kw = r.randint(1, 4), r.randint(-(-16 // c), 5)
+    while min(oh, ow) < 3:  # room for a 3x3 window
+        kh, kw = r.randint(1, 4), r.randint(5 if force == "wide" else 4 if wide else -(-16 // c), 5)
         sh, sw = (1, 1) if big else (r.choice([1, 1, 2]), r.choice([1, 1, 2]))
         ph, pw = r.randint(0, kh // 2 + 1), r.randint(0, kw // 2 + 1)
         oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
-    pk = r.choice([2, 2, 3]) if min(oh, ow) >= 3 else 2
-    ps = r.choice([pk, pk, 2]) if pk == 3 else pk  # 3 by 2: overlapping windows
+    pkh, pkw = (2, 2) if big else (r.choice([2, 2, 3]), r.choice([2, 2, 3]))
+    kind = "tiled" if big else r.choice(["tiled", "tiled", "overlap", "gaps"])
+    psh, psw = {"tiled": (pkh, pkw), "overlap": (pkh - 1, pkw - 1) if pkh == pkw == 3 else (2, 2),
+                "gaps": (pkh + 1, pkw + 1)}[kind]
+    pool = "maxpool p(%d, stride=%d)" % (pkh, psh) if (pkh, psh) == (pkw, psw) else \
+        "maxpool p([%d, %d], stride=[%d, %d])" % (pkh, pkw, psh, psw)
     layers = ["input x[%d, %d, %d]" % (r.randint(1, 2), h, w),
               "conv2d a(%d, kernel=1)" % c,
               "conv2d c(%d, kernel=[%d, %d], stride=[%d, %d], pad=[%d, %d])" % (
-                  r.randint(1, 5), kh, kw, sh, sw, ph, pw)]
+                  r.choice([r.randint(1, 5), r.randint(16, 40)]), kh, kw, sh, sw, ph, pw)]
     if r.random() < 0.7:
         layers.append("relu")  # applied to the maxima (rewrite.c)
-    layers += ["maxpool p(%d, stride=%d)" % (pk, ps), "flatten", "dense out(%d)" % r.randint(2, 4)]
+    layers.append(pool)
+    if force == "wide" or r.random() < 0.2:
+        layers.append("dropout(0.5)")
+    layers += ["flatten", "dense out(%d)" % r.randint(2, 4)]
     return layers, "softmax_cross_entropy"
 
 
@@ -215,9 +232,17 @@ def table_ops():
     return [l.split()[0] for l in out.stdout.splitlines() if l.split()[1] != "gradient"]
 
 
+# Configurations every run has, whatever the count per op: the cases of
+# gen_conv_maxpool that its draws reach only now and then.
+PINNED = {("maxpool", 0): "big", ("maxpool", 1): "wide", ("maxpool", 2): "global"}
+
+
 def one(op, k):
     r = random.Random("%s/%d" % (op, k))
-    layers, loss = GENERATORS[op](r)
+    if (op, k) in PINNED:
+        layers, loss = gen_conv_maxpool(r, PINNED[(op, k)])
+    else:
+        layers, loss = GENERATORS[op](r)
     batch = r.randint(1, 8)
     n = r.randint(1, batch)
     results = []
