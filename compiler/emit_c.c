@@ -1050,9 +1050,9 @@ static const char *conv_pool_text(const Emitter *e, const ConvPool *cp, const ch
                         " *   Each window passes its gradient to one of its %lld elements (or none): this\n"
                         " *   sums at most %lld windows per filter where conv2d_%s would multiply by\n"
                         " *   all %lld elements of a dy that is mostly 0. A gradient of 0 is skipped (an\n"
-                        " *   inf in x under it stays out of the sums, where 0 * inf would be NaN).\n",
+                        " *   inf in %s stays out of the sums, where 0 * inf would be NaN).\n",
                         (long long)cp->area, (long long)(cp->poh * cp->pow), of,
-                        (long long)(cp->c.oh * cp->c.ow));
+                        (long long)(cp->c.oh * cp->c.ow), strcmp(of, "dw") ? "W" : "x");
 }
 
 void emit_maxpool_route(Emitter *e, const Node *n)
