@@ -1043,7 +1043,8 @@ static const char *conv_pool_at(const Emitter *e, const ConvPool *cp)
 }
 
 /* The comment's lines on how much the route leaves to compute. */
-static const char *conv_pool_text(const Emitter *e, const ConvPool *cp, const char *of)
+static const char *conv_pool_text(const Emitter *e, const ConvPool *cp, const char *of,
+                                  const char *operand)
 {
     return arena_printf(e->g->arena,
                         " *   (oi,oj) the element of the convolution's output that r[s,f,i,j] names.\n"
@@ -1052,7 +1053,7 @@ static const char *conv_pool_text(const Emitter *e, const ConvPool *cp, const ch
                         " *   all %lld elements of a dy that is mostly 0. A gradient of 0 is skipped (an\n"
                         " *   inf in %s stays out of the sums, where 0 * inf would be NaN).\n",
                         (long long)cp->area, (long long)(cp->poh * cp->pow), of,
-                        (long long)(cp->c.oh * cp->c.ow), strcmp(of, "dw") ? "W" : "x");
+                        (long long)(cp->c.oh * cp->c.ow), operand);
 }
 
 void emit_maxpool_route(Emitter *e, const Node *n)
@@ -1121,7 +1122,7 @@ void emit_maxpool_conv2d_dw(Emitter *e, const Node *n)
                         " *   window row is %lld contiguous floats; the sums go to dwt[f][p][q][c] (per\n"
                         " *   filter, a weighted sum of windows: lm_sgather_sum), added to dW at the end.\n",
                         (long long)c->sh, (long long)c->ph, (long long)c->sw, (long long)c->pw,
-                        conv_pool_text(e, &cp, "dw"),
+                        conv_pool_text(e, &cp, "dw", "x"),
                         c->ph || c->pw ? " with a border of zeros (the padding)" : "", (long long)row));
     fn(e, "static void %s(const float *restrict dy, const float *restrict r,\n"
           "    const float *restrict x, float *restrict dw, float *restrict work, int s0, int s1)\n{\n"
@@ -1129,7 +1130,7 @@ void emit_maxpool_conv2d_dw(Emitter *e, const Node *n)
           "    float *restrict dwt = work + %lld; /* [%lld][%lld][%lld][%lld] */\n"
           "    int at[%lld]; /* where the window of x that each gradient meets starts in xt */\n"
           "    float g[%lld];\n"
-          "    memset(work, 0, (size_t)%lld * sizeof(float));\n"
+          "    memset(work, 0, (size_t)%lld * sizeof(float)); /* xt's border, dwt */\n"
           "    for (int s = s0; s < s1; s++) {\n"
           "        const float *xs = x + (size_t)s * %lld;\n"
           "        for (int c = 0; c < %lld; c++)\n"
@@ -1144,7 +1145,7 @@ void emit_maxpool_conv2d_dw(Emitter *e, const Node *n)
           "                    const int k = (int)r[at_f + i * %lld + j];\n",
        fn_name(e, n), (long long)cp.hp, (long long)cp.wp, (long long)c->c, (long long)xs,
        (long long)c->f, (long long)c->kh, (long long)c->kw, (long long)c->c, (long long)cap,
-       (long long)cap, (long long)(xs + c->f * cp.win), (long long)(c->c * c->h * c->w),
+       (long long)cap, (long long)plan_scratch_size(e->g, n), (long long)(c->c * c->h * c->w),
        (long long)c->c, (long long)c->h, (long long)c->w, channels_last(e, &cp, "h", "w"),
        (long long)c->h, (long long)c->w, (long long)c->f, (long long)c->f, (long long)windows,
        (long long)cp.poh, (long long)cp.pow, (long long)cp.pow);
@@ -1183,7 +1184,7 @@ void emit_maxpool_conv2d_dx(Emitter *e, const Node *n)
                         " *   that element's window of dx gets the sum of their dy W[f] (lm_sgather_sum),\n"
                         " *   on dxt[h][w][c], dx channels last%s, from wt[f][p][q][c], W channels last.\n",
                         (long long)c->sh, (long long)c->ph, (long long)c->sw, (long long)c->pw,
-                        conv_pool_text(e, &cp, "dx"),
+                        conv_pool_text(e, &cp, "dx", "W"),
                         c->ph || c->pw ? " with a border (the padding's share, dropped)" : ""));
     fn(e, "static void %s(const float *restrict dy, const float *restrict r,\n"
           "    const float *restrict w, float *restrict dx, float *restrict work, int s0, int s1)\n{\n"

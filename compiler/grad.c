@@ -52,14 +52,21 @@ static Tensor *grad_of(Graph *g, Tensor *t)
 }
 
 /* Appends `out = op(ins...)`, out being the gradient of `of`. */
-static void emit_grad(Graph *g, Op op, Tensor *of, Tensor **ins, int nin, Attrs a,
-                      const Node *fwd)
+/* Appends `out = op(ins...)`, a backward node of forward node fwd (its
+ * layer, its line). */
+static void append(Graph *g, Op op, Tensor *out, Tensor **ins, int nin, Attrs a, const Node *fwd)
 {
     a.of_node = fwd->id;
     Node *n = graph_node(g, op, ins, nin, a, fwd->loc);
     n->layer = fwd->layer;
-    n->out = grad_of(g, of);
-    n->out->def = n;
+    n->out = out;
+    out->def = n;
+}
+
+static void emit_grad(Graph *g, Op op, Tensor *of, Tensor **ins, int nin, Attrs a,
+                      const Node *fwd)
+{
+    append(g, op, grad_of(g, of), ins, nin, a, fwd);
 }
 
 /* y = x W^T + b (dense) or y = W * x + b (conv2d):
@@ -116,15 +123,11 @@ static const Node *conv_before_maxpool(const Graph *g, const Node *n)
 static void grad_conv_maxpool(Graph *g, Node *n, const Node *conv)
 {
     Tensor *dy = n->out->grad, *y = n->in[0], *x = conv->in[0], *b = n->in[1];
+    Tensor *r = graph_tensor(g, arena_printf(g->arena, "%s.route", y->name), ROLE_GRAD,
+                             n->out->shape, n->loc);
+    r->layer = n->layer;
     Tensor *route_in[2] = {y, b};
-    Node *rn = graph_node(g, OP_MAXPOOL_ROUTE, route_in, 2, n->attr, n->loc);
-    rn->attr.of_node = n->id;
-    rn->layer = n->layer;
-    rn->out = graph_tensor(g, arena_printf(g->arena, "%s.route", y->name), ROLE_GRAD,
-                           n->out->shape, n->loc);
-    rn->out->layer = n->layer;
-    rn->out->def = rn;
-    Tensor *r = rn->out;
+    append(g, OP_MAXPOOL_ROUTE, r, route_in, 2, n->attr, n);
     Tensor *db_in[2] = {dy, r}, *dw_in[3] = {dy, r, x}, *dx_in[3] = {dy, r, conv->in[1]};
     emit_grad(g, OP_MAXPOOL_DB, b, db_in, 2, n->attr, conv);
     emit_grad(g, OP_MAXPOOL_CONV2D_DW, conv->in[1], dw_in, 3, n->attr, conv);
