@@ -85,7 +85,7 @@ $(B)/compiler/rt_safetensors.o: runtime/safetensors.c runtime/lamina_rt.h
 	@mkdir -p $(B)/compiler
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-$(B)/runtime/%.o: runtime/%.c runtime/lamina_rt.h $(B)/blas.stamp
+$(B)/runtime/%.o: runtime/%.c runtime/lamina_rt.h runtime/clones.h $(B)/blas.stamp
 	@mkdir -p $(B)/runtime
 	$(CC) $(CFLAGS) $(RT_CFLAGS_$*) -fPIC $(BLAS_CFLAGS) -c -o $@ $<
 
@@ -94,6 +94,9 @@ $(B)/runtime/%.o: runtime/%.c runtime/lamina_rt.h $(B)/blas.stamp
 # half the speed). Not the other files: rng.c's parameters must be the
 # same bits on every machine.
 RT_CFLAGS_gemm = -ffp-contract=fast
+# optim.c: sqrtf without errno, so that Adam's update loop is vectorised
+# (v, its argument, is never negative).
+RT_CFLAGS_optim = -fno-math-errno
 
 $(B)/liblamina_rt.a: $(RUNTIME_OBJ)
 	rm -f $@

@@ -1904,16 +1904,22 @@ static long long grads_offset(const Emitter *e)
     return (long long)((const Buffer *)e->p->of_tensor[((Tensor *)e->g->params.items[0])->grad->id])->offset;
 }
 
-/* The statement that adds the gradients of parts 1.. of a --threads build
- * to variable `var`, holding part 0's gradient of parameter i: the loop
- * runs the build's constant count, which gcc -O3 vectorises (a loop to
- * `parts` is not), and leaves var as it is for the parts not in use. */
-static const char *parts_sum(const Emitter *e, const char *var)
+/* The statements that add the gradients of parts 1.. of a --threads build
+ * to variable `var`, holding part 0's gradient of parameter i, leaving var
+ * as it is for the parts not in use: one line a part, written out. The
+ * loop over i is then one that gcc -O3 vectorises; with an inner loop
+ * over the parts it does not under -fopenmp, even for a constant count
+ * (gcc 12: "number of iterations cannot be computed"), and the update ran
+ * one float at a time, 15-18% of LeNet-5's two-thread step. */
+static const char *parts_sum(const Emitter *e, const char *var, int indent)
 {
-    return arena_printf(e->g->arena,
-                        "        for (int part = 1; part < %d; part++) /* a constant count */\n"
-                        "            %s = part < parts ? %s + g[(size_t)part * %lld + i] : %s;\n",
-                        e->p->threads, var, var, (long long)e->p->grad_stride, var);
+    Buf b = {0};
+    for (int part = 1; part < e->p->threads; part++)
+        buf_printf(&b, "%*s%s = parts > %d ? %s + g[%lld + i] : %s;\n", indent, "", var, part, var,
+                   (long long)(part * e->p->grad_stride), var);
+    const char *s = arena_printf(e->g->arena, "%s", b.s);
+    buf_free(&b);
+    return s;
 }
 
 static void emit_optimizer(Emitter *e, Buf *c)
@@ -1937,7 +1943,7 @@ static void emit_optimizer(Emitter *e, Buf *c)
                                 "        float d = g[i];\n"
                                 "%s"
                                 "        g[i] = d; /* the model's gradient, as %s_grads shows it */\n%s",
-                                parts_sum(e, "d"), e->prefix,
+                                parts_sum(e, "d", 8), e->prefix,
                                 *wd ? arena_printf(e->g->arena, "        d = d%s;\n", wd) : "");
     const char *parts_note = "\n * With parts > 1 (train_step), g is first the sum of the parts' gradients,\n"
                              " * part 0 + part 1 + ..., stored as the model's.";
@@ -1966,29 +1972,48 @@ static void emit_optimizer(Emitter *e, Buf *c)
         }
         buf_printf(c, "        p[i] -= lr * d;\n    }\n    m->step++;\n}\n\n");
     } else {
+        /* The loop is the runtime's lm_adam_update, built without errno:
+         * here, sqrtf's errno path would keep gcc and clang from
+         * vectorising it (runtime/optim.c). In parts, chunks of the
+         * parameters small enough to stay in the first-level cache: the
+         * parts' gradients summed, then updated. */
         buf_printf(c, "/*\n * Adam as torch.optim.Adam: for every parameter p with gradient g, at step t,\n"
                       " *   g = g + weight_decay p\n"
                       " *   m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2\n"
                       " *   p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)\n"
-                      " * with beta1 %g, beta2 %g, eps %g, weight_decay %g.%s\n */\n",
-                   t->beta1, t->beta2, t->eps, t->weight_decay, threads ? parts_note : "");
+                      " * with beta1 %g, beta2 %g, eps %g, weight_decay %g: the runtime's\n"
+                      " * lm_adam_update, whose loop is vectorised (sqrtf, here, would not be).%s\n */\n",
+                   t->beta1, t->beta2, t->eps, t->weight_decay,
+                   threads ? "\n * With parts > 1 (train_step), g is first the sum of the parts' gradients,\n"
+                             " * part 0 + part 1 + ..., stored as the model's, a chunk at a time."
+                           : "");
         buf_puts(c, sig);
-        buf_printf(c, "    float *restrict p = mem, *restrict g = mem + %lld;\n"
-                      "    float *restrict mo = ADAM_M, *restrict v = ADAM_V;\n",
-                   grads_offset(e));
         buf_printf(c, "    const double t = (double)(m->step + 1);\n"
-                      "    const float step_size = (float)(m->lr / (1.0 - pow(%.17g, t)));\n"
-                      "    const float bc2_sqrt = (float)sqrt(1.0 - pow(%.17g, t));\n"
-                      "%s"
-                      "    for (size_t i = 0; i < %lld; i++) {\n"
-                      "%s"
-                      "        mo[i] = %s * mo[i] + %s * d;\n"
-                      "        v[i] = %s * v[i] + %s * d * d;\n"
-                      "        p[i] -= step_size * mo[i] / (sqrtf(v[i]) / bc2_sqrt + %s);\n"
-                      "    }\n    m->step++;\n}\n\n",
-                   t->beta1, t->beta2, par, np, load,
+                      "    const lm_adam c = {.beta1 = %s, .one_minus_beta1 = %s, .beta2 = %s, .one_minus_beta2 = %s,\n"
+                      "                       .eps = %s, .weight_decay = %s,\n"
+                      "                       .step_size = (float)(m->lr / (1.0 - pow(%.17g, t))),\n"
+                      "                       .bc2_sqrt = (float)sqrt(1.0 - pow(%.17g, t))};\n",
                    flit(e, t->beta1), flit(e, 1 - t->beta1), flit(e, t->beta2), flit(e, 1 - t->beta2),
-                   flit(e, t->eps));
+                   flit(e, t->eps), flit(e, t->weight_decay), t->beta1, t->beta2);
+        if (!threads) {
+            buf_printf(c, "    lm_adam_update(%lld, mem, mem + %lld, ADAM_M, ADAM_V, &c);\n", np, grads_offset(e));
+        } else {
+            const long long chunk = 4096, nchunks = (np + chunk - 1) / chunk;
+            buf_printf(c, "    float *restrict g = mem + %lld;\n"
+                          "%s"
+                          "    for (int chunk = 0; chunk < %lld; chunk++) {\n"
+                          "        const size_t i0 = (size_t)chunk * %lld, n = %lld - i0 < %lld ? %lld - i0 : %lld;\n"
+                          "        if (parts > 1)\n"
+                          "            for (size_t i = i0; i < i0 + n; i++) {\n"
+                          "                float d = g[i];\n"
+                          "%s"
+                          "                g[i] = d;\n"
+                          "            }\n"
+                          "        lm_adam_update(n, mem + i0, g + i0, ADAM_M + i0, ADAM_V + i0, &c);\n"
+                          "    }\n",
+                       grads_offset(e), par, nchunks, chunk, np, chunk, np, chunk, parts_sum(e, "d", 16));
+        }
+        buf_puts(c, "    m->step++;\n}\n\n");
     }
 }
 
@@ -2465,7 +2490,7 @@ bool emit_c(const Graph *g, const Plan *p, const EmitOptions *o, const char *dir
                            "%s"
                            "        g[i] = sum;\n"
                            "    }\n}\n\n",
-                       P, goff, U, parts_sum(&e, "sum"));
+                       P, goff, U, parts_sum(&e, "sum", 8));
         buf_printf(&c, "void %s_backward(struct %s *m, const float *x, %s, int n)\n{\n"
                        "    if (n < 1 || n > %s_BATCH)\n        return;\n%s"
                        "    %srun_backward(m, x, target, n, 0);\n%s}\n\n",

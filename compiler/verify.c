@@ -67,7 +67,7 @@ bool verify_available(void)
 
 /* What the hot path may call besides the file's own functions. */
 static const char *const rt_compute[] = {
-    "lm_sgemm", "lm_sgather_sum", "lm_rand_u64", "lm_rand_uniform", "lm_rand_normal",
+    "lm_sgemm", "lm_sgather_sum", "lm_adam_update", "lm_rand_u64", "lm_rand_uniform", "lm_rand_normal",
     "lm_fill_uniform", "lm_fill_normal", "lm_shuffle",
 };
 static const char *const mem_ok[] = {

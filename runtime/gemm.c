@@ -18,6 +18,7 @@
  * constant trip counts so that an ordinary -O2 build vectorises them.
  */
 #include "lamina_rt.h"
+#include "clones.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,20 +87,8 @@ static int few_rows(int trans_a, int trans_b, int m, int n, int k)
     return !trans_a && trans_b && m >= 2 && m <= LM_FEW_ROWS && (size_t)n * (size_t)k >= (1u << 18);
 }
 
-/* dot16 is built for AVX-512, AVX2 and plain x86-64, the best picked at load time
- * (GCC and clang function multiversioning): the library itself is built
- * for any x86-64. */
-#if defined(__x86_64__) && defined(__GNUC__) && defined(__linux__)
-#define LM_MULTIVERSION __attribute__((target_clones("avx512f", "arch=haswell", "default")))
-#else
-#define LM_MULTIVERSION
-#endif
-/* A helper compiled into each clone that calls it. */
-#if defined(__GNUC__)
-#define LM_INLINE __attribute__((always_inline)) inline
-#else
-#define LM_INLINE
-#endif
+/* dot16 and gather_rows: built for AVX-512, AVX2 and plain x86-64
+ * (clones.h). */
 
 /* One dot product of length k, with four vectors of 16 running sums so
  * that four additions are in flight (one chain would wait on each add). */

@@ -87,6 +87,31 @@ void lm_sgather_sum(int rows, int n, int cnt, const float *g, const int *off,
                     const float *base, int ldb, float *out, int ldo);
 
 /*
+ * lm_adam_update: Adam's update (torch.optim.Adam, without amsgrad) of n
+ * parameters p with gradients g and moments m, v, as generated code calls
+ * it each step t:
+ *
+ *   d = g + weight_decay p                (g alone when weight_decay is 0)
+ *   m = beta1 m + one_minus_beta1 d
+ *   v = beta2 v + one_minus_beta2 d d
+ *   p = p - step_size m / (sqrt(v) / bc2_sqrt + eps)
+ *
+ * with step_size = lr / (1 - beta1^t) and bc2_sqrt = sqrt(1 - beta2^t);
+ * one_minus_beta1 is 1 - beta1 rounded once to float, as PyTorch passes it
+ * (1.0f - 0.9f is not 0.1f). The arrays must not overlap. It is in the
+ * runtime, not in the generated loop, for sqrtf: a compiler that keeps
+ * errno (gcc and clang by default) must call the C library for a negative
+ * argument, a branch that stops the loop's vectorisation; this file is
+ * built with -fno-math-errno (v is never negative) and vectorises.
+ */
+typedef struct lm_adam {
+    float beta1, one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay;
+    float step_size, bc2_sqrt;
+} lm_adam;
+
+void lm_adam_update(size_t n, float *p, const float *g, float *m, float *v, const lm_adam *c);
+
+/*
  * lm_set_threads: ask the BLAS to use n threads (values below 1 mean 1).
  * A no-op for the portable fallback, which is single-threaded.
  * lm_get_threads: the number of threads the BLAS uses (1 for the fallback).

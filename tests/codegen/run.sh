@@ -165,6 +165,53 @@ OMP_WAIT_POLICY=PASSIVE LAMINAC_FLAGS="--threads 2" CFLAGS="-fopenmp" \
     $PY tests/codegen/test_ops.py 8 maxpool >"$tmp/thm.log" 2>&1
 tail -n 2 "$tmp/thm.log"; count "$tmp/thm.log" "test_ops.py maxpool (--threads 2)"
 
+# The per-parameter loops (the optimizer's update; sum_grads and the sums
+# of the parts in a --threads build) are long and simple, and gcc -O3
+# must vectorise them. Under -fopenmp it did not while an inner loop
+# summed the parts, and LeNet-5's two-thread update ran one float at a
+# time; Adam's update did not at all, for sqrtf's errno, until it moved to
+# the runtime (optim.c, built with -fno-math-errno). The loops are found by
+# their text in the generated file and looked up in gcc's report.
+echo "== gcc -O3 vectorises the per-parameter loops (SGD, SGD with weight decay, Adam; -fopenmp)"
+for name in lenet5 alexnet autoencoder; do
+    for flag in "" "--threads 2" "--threads 3"; do
+        out="$tmp/vec"; rm -rf "$out"; mkdir -p "$out"
+        # shellcheck disable=SC2086
+        ./laminac $flag "examples/$name.lam" -o "$out" 2>"$tmp/err" || { bad "$name $flag: $(cat "$tmp/err")"; continue; }
+        gcc -std=c99 -O3 -march=x86-64-v3 -fopenmp -Iruntime -c "$out/$name.c" -o /dev/null \
+            -fopt-info-vec-optimized 2>"$tmp/vec.log"
+        # Adam's own loop is the runtime's: in parts, the sum of the parts is here.
+        want="optimizer_step"
+        [ -n "$flag" ] && want="optimizer_step sum_grads"
+        [ "$name" = autoencoder ] && [ -z "$flag" ] && want=""
+        for fn in $want; do
+            line=$(awk -v fn="$fn" '$0 ~ "^static void " fn "\\(" {on = 1}
+                on && /^ +for \(size_t i = / {print NR; exit} on && /^}/ {exit}' "$out/$name.c")
+            if [ -z "$line" ]; then
+                bad "$name ${flag:-(one part)}: no loop over the parameters in $fn"
+            # (gcc -fopenmp names the line after the for)
+            elif grep -Eq "$name\.c:($line|$((line + 1))):.*loop vectorized" "$tmp/vec.log"; then
+                ok "$name ${flag:-(one part)}: gcc vectorises $fn's loop (line $line)"
+            else
+                bad "$name ${flag:-(one part)}: gcc does not vectorise $fn's loop (line $line)"
+            fi
+        done
+        if [ "$name" = autoencoder ] && grep -q "lm_adam_update" "$out/$name.c"; then
+            ok "$name ${flag:-(one part)}: Adam's update is the runtime's lm_adam_update"
+        elif [ "$name" = autoencoder ]; then
+            bad "$name ${flag:-(one part)}: Adam's update does not call lm_adam_update"
+        fi
+    done
+done
+# The runtime's Adam loop: a square root of a vector in each of its clones
+# (AVX-512, AVX2, x86-64), and no call to the C library's sqrtf.
+clones=$(objdump -d build/runtime/optim.o | awk '/^[0-9a-f]+ <adam_rows[.]/ {f = $2} /v?sqrtps/ && f {print f; f = ""}' | wc -l)
+if [ "$clones" -ge 3 ] && ! objdump -dr build/runtime/optim.o | grep -q "sqrtf"; then
+    ok "runtime/optim.o: Adam's loop is vectorised in its $clones clones, with no call to sqrtf"
+else
+    bad "runtime/optim.o: Adam's loop is vectorised in $clones of 3 clones, or calls sqrtf"
+fi
+
 echo "== the same with the portable GEMM (BLAS=none)"
 make --no-print-directory -s BLAS=none B=build/noblas build/noblas/liblamina_rt.a >/dev/null
 LAMINA_RT=build/noblas/liblamina_rt.a BLAS=none $PY tests/codegen/test_models.py lenet5 cnn mlp autoencoder \

@@ -365,6 +365,67 @@ static void test_gather(void)
     CHECK(bad == 0, "lm_sgather_sum vs a loop: %d of %d cases wrong", bad, total);
 }
 
+/* One lm_adam_update call on n parameters against the update in double
+ * precision; a parameter that is infinite must stay so without weight
+ * decay (no 0 * inf computed), and the moments must match too. */
+static int adam_case(size_t n, float weight_decay, uint32_t *seed)
+{
+    const lm_adam c = {.beta1 = 0.9f, .one_minus_beta1 = 0.1f, .beta2 = 0.999f, .one_minus_beta2 = 0.001f,
+                       .eps = 1e-8f, .weight_decay = weight_decay, .step_size = 0.0316f, .bc2_sqrt = 0.0447f};
+    float *p = calloc(n + 1, sizeof(float)), *g = calloc(n + 1, sizeof(float));
+    float *m = calloc(n + 1, sizeof(float)), *v = calloc(n + 1, sizeof(float));
+    double *want = calloc(6 * (n + 1), sizeof(double)); /* m, v, p and their scales */
+    size_t i;
+    int ok = 1;
+
+    for (i = 0; i < n; i++) {
+        p[i] = (float)((int)(test_rand(seed) % 2001) - 1000) / 500.0f;
+        g[i] = (float)((int)(test_rand(seed) % 2001) - 1000) / 5000.0f;
+        m[i] = (float)((int)(test_rand(seed) % 2001) - 1000) / 50000.0f;
+        v[i] = (float)(test_rand(seed) % 1001) / 1e6f; /* some 0 */
+    }
+    if (n > 5 && weight_decay == 0.0f)
+        p[5] = INFINITY;
+    for (i = 0; i < n; i++) {
+        double *w = want + 6 * i;
+        double d = (double)g[i] + (weight_decay != 0.0f ? (double)weight_decay * p[i] : 0.0);
+        double step;
+        w[0] = c.beta1 * (double)m[i] + c.one_minus_beta1 * d;
+        w[1] = c.beta2 * (double)v[i] + c.one_minus_beta2 * d * d;
+        step = c.step_size * w[0] / (sqrt(w[1]) / c.bc2_sqrt + c.eps);
+        w[2] = p[i] - step;
+        /* what the float rounding errors are relative to: the terms */
+        w[3] = fabs(c.beta1 * (double)m[i]) + fabs(c.one_minus_beta1 * d) + fabs(weight_decay * p[i]);
+        w[4] = w[1];
+        w[5] = fabs((double)p[i]) + fabs(step) * (1.0 + w[3] / (fabs(w[0]) + 1e-30));
+    }
+    lm_adam_update(n, p, g, m, v, &c);
+    for (i = 0; i < n; i++) {
+        const double *w = want + 6 * i;
+        if (isinf(w[2]) ? p[i] != w[2]
+                        : fabs(m[i] - w[0]) > 1e-6 * w[3] || fabs(v[i] - w[1]) > 1e-6 * w[4] ||
+                              fabs(p[i] - w[2]) > 1e-6 * w[5])
+            ok = 0;
+    }
+    free(p), free(g), free(m), free(v), free(want);
+    return ok;
+}
+
+static void test_adam(void)
+{
+    /* Lengths around the loop's blocks of 16 floats. */
+    static const size_t lengths[] = {0, 1, 7, 15, 16, 17, 31, 32, 33, 100, 1000};
+    uint32_t seed = 5;
+    int bad = 0, total = 0;
+    size_t i;
+
+    for (i = 0; i < sizeof lengths / sizeof lengths[0]; i++, total += 2) {
+        bad += !adam_case(lengths[i], 0.0f, &seed);
+        bad += !adam_case(lengths[i], 0.01f, &seed);
+    }
+    CHECK(bad == 0, "lm_adam_update vs the update in double: %d of %d cases wrong", bad, total);
+}
+
 /* ======================================================================
  * rng
  * ====================================================================== */
@@ -1531,6 +1592,7 @@ int main(void)
     }
     test_gemm();
     test_gather();
+    test_adam();
     test_rng();
     test_st_roundtrip();
     test_st_errors();
