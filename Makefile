@@ -85,7 +85,7 @@ $(B)/compiler/rt_safetensors.o: runtime/safetensors.c runtime/lamina_rt.h
 	@mkdir -p $(B)/compiler
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-$(B)/runtime/%.o: runtime/%.c runtime/lamina_rt.h runtime/clones.h $(B)/blas.stamp
+$(B)/runtime/%.o: runtime/%.c runtime/lamina_rt.h runtime/internal.h $(B)/blas.stamp
 	@mkdir -p $(B)/runtime
 	$(CC) $(CFLAGS) $(RT_CFLAGS_$*) -fPIC $(BLAS_CFLAGS) -c -o $@ $<
 
@@ -94,6 +94,9 @@ $(B)/runtime/%.o: runtime/%.c runtime/lamina_rt.h runtime/clones.h $(B)/blas.sta
 # half the speed). Not the other files: rng.c's parameters must be the
 # same bits on every machine.
 RT_CFLAGS_gemm = -ffp-contract=fast
+# dense.c: its multiply-adds fused too (the AVX-512 kernel of a batch
+# through a dense layer's weights).
+RT_CFLAGS_dense = -ffp-contract=fast
 # optim.c: sqrtf without errno, so that Adam's update loop is vectorised
 # (v, its argument, is never negative).
 RT_CFLAGS_optim = -fno-math-errno

@@ -18,11 +18,27 @@
  * constant trip counts so that an ordinary -O2 build vectorises them.
  */
 #include "lamina_rt.h"
-#include "clones.h"
+#include "internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The rows of a batch-through-weights product (A B^T) that dense.c's
+ * kernel takes, computed there; returns how many (0: none). The caller
+ * computes the rest, from that row on. */
+static int dense_rows(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
+                      int lda, const float *b, int ldb, float beta, float *c, int ldc)
+{
+    int rows;
+
+    if (trans_a || !trans_b || k == 0 || alpha == 0.0f)
+        return 0;
+    rows = lm_dense_nt_rows(m, n, k);
+    if (rows > 0)
+        lm_dense_nt(rows, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return rows;
+}
 
 #ifdef LM_BLAS_OPENBLAS
 #include <cblas.h>
@@ -88,7 +104,7 @@ static int few_rows(int trans_a, int trans_b, int m, int n, int k)
 }
 
 /* dot16 and gather_rows: built for AVX-512, AVX2 and plain x86-64
- * (clones.h). */
+ * (internal.h). */
 
 /* One dot product of length k, with four vectors of 16 running sums so
  * that four additions are in flight (one chain would wait on each add). */
@@ -300,10 +316,17 @@ void lm_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
 {
     enum CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans;
     enum CBLAS_TRANSPOSE tb = trans_b ? CblasTrans : CblasNoTrans;
+    int rows;
 
     check_args(trans_a, trans_b, m, n, k, lda, ldb, ldc);
     if (m == 0 || n == 0)
         return;
+    rows = dense_rows(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    if (rows > 0) {
+        m -= rows, a += (size_t)rows * lda, c += (size_t)rows * ldc;
+        if (m == 0)
+            return;
+    }
     if (k == 0 || alpha == 0.0f) {
         scale_c(m, n, beta, c, ldc);
         return;
@@ -479,11 +502,17 @@ void lm_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
 {
     float ap[MC * KC];
     float bp[KC * NC];
-    int jc, pc, ic, jr, ir;
+    int jc, pc, ic, jr, ir, done;
 
     check_args(trans_a, trans_b, m, n, k, lda, ldb, ldc);
     if (m == 0 || n == 0)
         return;
+    done = dense_rows(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    if (done > 0) {
+        m -= done, a += (size_t)done * lda, c += (size_t)done * ldc;
+        if (m == 0)
+            return;
+    }
     if (alpha != 0.0f && few_rows(trans_a, trans_b, m, n, k)) {
         few_rows_bt(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;

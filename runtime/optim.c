@@ -9,7 +9,7 @@
  * here). Nothing allocates, nothing is kept between calls.
  */
 #include "lamina_rt.h"
-#include "clones.h"
+#include "internal.h"
 
 #include <math.h>
 

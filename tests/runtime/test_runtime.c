@@ -270,6 +270,29 @@ static void test_gemm(void)
     }
     CHECK(bad == 0, "sgemm, a few rows times a large B^T: %d of %d cases wrong", bad, total);
 
+    /* A batch through a dense layer's weights (dense.c's kernel on an
+     * AVX-512 machine, the BLAS elsewhere): whole blocks of 64 rows and
+     * rows left over, outputs past a 256-output chunk and not a multiple
+     * of its tiles of 6 or its 16 x 16 transpositions, inputs not a
+     * multiple of its blocks of 64 or of 16,
+     * padded leading dimensions, alpha and beta, and beta 0 over a C of
+     * NaN (not read). */
+    bad = total = 0;
+    {
+        static const int shapes[][3] = {{64, 256, 784}, {128, 96, 128}, {70, 101, 130}, {192, 263, 200},
+                                        {64, 300, 65}, {127, 97, 129}, {64, 120, 400}, {64, 33, 85},
+                                        {64, 47, 64}, {65, 32, 100}};
+        static const float ab[][2] = {{1.0f, 1.0f}, {0.5f, 0.0f}, {-2.0f, 0.25f}};
+        size_t v;
+        for (v = 0; v < sizeof shapes / sizeof shapes[0]; v++, total++)
+            if (!gemm_case(0, 1, shapes[v][0], shapes[v][1], shapes[v][2], ab[v % 3][0], ab[v % 3][1],
+                           (int)v % 2 * 3, v % 3 == 1, &seed)) {
+                bad++;
+                fprintf(stderr, "  gemm %d x %d x %d wrong\n", shapes[v][0], shapes[v][1], shapes[v][2]);
+            }
+    }
+    CHECK(bad == 0, "sgemm, a batch through a dense layer (A B^T): %d of %d cases wrong", bad, total);
+
     /* alpha, beta, padded leading dimensions, sizes past the blocking. */
     for (ta = 0; ta < 2; ta++) {
         for (tb = 0; tb < 2; tb++) {
