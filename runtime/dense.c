@@ -1,8 +1,9 @@
 /*
- * dense.c — a batch through a dense layer's weights on a processor with
- * AVX-512: C = alpha A B^T + beta C, A [m,k] a row a sample, B [n,k] a row
- * an output, for the rows of A in blocks of 64. lm_sgemm calls it
- * (internal.h) where lm_dense_nt_rows says it pays.
+ * dense.c — a dense layer's products on a processor with AVX-512. First
+ * a batch through the weights, C = alpha A B^T + beta C, A [m,k] a row a
+ * sample, B [n,k] a row an output, for the rows of A in blocks of 64.
+ * lm_sgemm calls these kernels (internal.h) where lm_dense_nt_rows and
+ * lm_dense_b_cols say they pay.
  *
  * Why not the BLAS: sgemm copies B, the large operand, into a layout of
  * its own at every call (the MLP's first layer, 64 x 256 x 784: 13% of
@@ -23,6 +24,10 @@
  * OpenBLAS's 91 on the MLP's first layer (64 x 256 x 784), 105 against 88
  * on LeNet-5's f5 (64 x 120 x 400); the peak is 115.
  *
+ * The other orientation, op(A) B with B as it is (a dense layer's
+ * gradients, and products of that form generally), needs no transposing:
+ * see tile_b.
+ *
  * Nothing allocates; 80 KiB of stack. The rounding differs from the
  * BLAS's (another order of the sums).
  */
@@ -39,10 +44,10 @@ enum {
     LM_DENSE_TILE = 6,   /* outputs a tile: 6 x 4 vectors of sums */
 };
 
-/* GCC only: clang 14 builds it at OpenBLAS's speed on the MLP's first
- * layer and below it on LeNet-5's f5 (90 and 82 GFLOP/s), for its own
- * unrolling of the tiles. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+/* GCC 12 and later only (__builtin_shufflevector came with 12): clang 14
+ * builds it at OpenBLAS's speed on the MLP's first layer and below it on
+ * LeNet-5's f5 (90 and 82 GFLOP/s), for its own unrolling of the tiles. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
 #define LM_DENSE_KERNEL 1
 #define LM_AVX512 __attribute__((target("avx512f")))
 
@@ -191,6 +196,69 @@ static LM_AVX512 void block64(int n, int k, float alpha, const float *a, int lda
         write_c(nb, alpha, ct, beta, c + o0, ldc);
     }
 }
+
+/* The other orientation, B as it is: C = alpha op(A) B + beta C with B
+ * [k,n] row-major, op(A) [m,k] either A [m,k] or A^T for A [k,m]. A dense
+ * layer's weight gradient (dW = dY^T X: the batch is k) and its input
+ * gradient (dX = dY W). Nothing to transpose: a tile is R rows of C x 4
+ * vectors of 16 columns, its sums in registers over the whole of k, each
+ * step 4 vector loads of B's row p and R broadcasts of op(A)'s column p,
+ * then written to C. The 64 columns of B a tile reads (k x 256 bytes)
+ * stay in cache for all the row tiles of C. */
+static LM_AVX512 LM_INLINE void tile_b(int R, int trans_a, int k, float alpha, const float *a, int lda,
+                                       const float *b, int ldb, float beta, float *c, int ldc)
+{
+    lm_v16 acc[LM_DENSE_TILE][4];
+    int r, v, p;
+
+#pragma GCC unroll 6
+    for (r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (v = 0; v < 4; v++)
+            acc[r][v] = (lm_v16){0};
+    for (p = 0; p < k; p++) {
+        const float *bp = b + (size_t)p * ldb;
+        const lm_v16 x0 = *(const lm_v16u *)bp, x1 = *(const lm_v16u *)(bp + 16);
+        const lm_v16 x2 = *(const lm_v16u *)(bp + 32), x3 = *(const lm_v16u *)(bp + 48);
+#pragma GCC unroll 6
+        for (r = 0; r < R; r++) {
+            const float e = trans_a ? a[(size_t)p * lda + r] : a[(size_t)r * lda + p];
+            const lm_v16 w = {e, e, e, e, e, e, e, e, e, e, e, e, e, e, e, e};
+            acc[r][0] += w * x0;
+            acc[r][1] += w * x1;
+            acc[r][2] += w * x2;
+            acc[r][3] += w * x3;
+        }
+    }
+#pragma GCC unroll 6
+    for (r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (v = 0; v < 4; v++) {
+            lm_v16u *cr = (lm_v16u *)(c + (size_t)r * ldc + 16 * v);
+            *cr = beta == 0.0f ? acc[r][v] * alpha : acc[r][v] * alpha + *cr * beta;
+        }
+}
+
+/* Columns j0 .. j0 + 64 of C, all m rows, six at a time. */
+static LM_AVX512 void columns64(int trans_a, int m, int k, float alpha, const float *a, int lda,
+                                const float *b, int ldb, float beta, float *c, int ldc)
+{
+    int r = 0;
+
+    /* row r of op(A): A's row r, or A's column r */
+#define LM_A_ROW(r) (trans_a ? a + (r) : a + (size_t)(r) * lda)
+    for (; r + LM_DENSE_TILE <= m; r += LM_DENSE_TILE)
+        tile_b(LM_DENSE_TILE, trans_a, k, alpha, LM_A_ROW(r), lda, b, ldb, beta, c + (size_t)r * ldc, ldc);
+    switch (m - r) { /* the last rows, each count its own code */
+    case 5: tile_b(5, trans_a, k, alpha, LM_A_ROW(r), lda, b, ldb, beta, c + (size_t)r * ldc, ldc); break;
+    case 4: tile_b(4, trans_a, k, alpha, LM_A_ROW(r), lda, b, ldb, beta, c + (size_t)r * ldc, ldc); break;
+    case 3: tile_b(3, trans_a, k, alpha, LM_A_ROW(r), lda, b, ldb, beta, c + (size_t)r * ldc, ldc); break;
+    case 2: tile_b(2, trans_a, k, alpha, LM_A_ROW(r), lda, b, ldb, beta, c + (size_t)r * ldc, ldc); break;
+    case 1: tile_b(1, trans_a, k, alpha, LM_A_ROW(r), lda, b, ldb, beta, c + (size_t)r * ldc, ldc); break;
+    default: break;
+    }
+#undef LM_A_ROW
+}
 #else
 #define LM_DENSE_KERNEL 0
 #endif
@@ -227,6 +295,45 @@ void lm_dense_nt(int m, int n, int k, float alpha, const float *a, int lda, cons
     (void)m, (void)n, (void)k, (void)alpha, (void)a, (void)lda, (void)b, (void)ldb, (void)beta;
     (void)c, (void)ldc;
     fprintf(stderr, "lm_dense_nt: not built for this machine\n");
+    abort();
+#endif
+}
+
+int lm_dense_b_cols(int m, int n, int k)
+{
+#if LM_DENSE_KERNEL
+    /* Measured against OpenBLAS 0.3.21 (bench/sgemm, GFLOP/s): the MLP's
+     * weight gradients 256 x 784 x 64 and 128 x 256 x 64, 103 and 103-108
+     * against 100 and 97; its input gradient 64 x 256 x 128, 111-112
+     * against 97; LeNet-5's f5 120 x 400 x 64 and 64 x 400 x 120, 108-109
+     * and 110-112 against 99 and 98; AlexNet's conv1 forward, 96 x 3025 x
+     * 363, 83-87 against 70-78. With the last columns to the BLAS where n
+     * is not a multiple of 64, a narrow product is no faster (the CNN's
+     * conv2, 32 x 100 x 144: 107 against 108), hence n >= 256 there. */
+    if (m >= 32 && n >= 64 && (n % 64 == 0 || n >= 256) && k >= 16 && __builtin_cpu_supports("avx512f"))
+        return n / 64 * 64;
+#else
+    (void)m, (void)n, (void)k;
+#endif
+    return 0;
+}
+
+void lm_dense_b(int trans_a, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+                int ldb, float beta, float *c, int ldc)
+{
+#if LM_DENSE_KERNEL
+    int j;
+
+    if (n % 64 != 0 || lm_dense_b_cols(m, n, k) != n) {
+        fprintf(stderr, "lm_dense_b: %d x %d x %d is not for this kernel\n", m, n, k);
+        abort();
+    }
+    for (j = 0; j < n; j += 64)
+        columns64(trans_a, m, k, alpha, a, lda, b + j, ldb, beta, c + j, ldc);
+#else
+    (void)trans_a, (void)m, (void)n, (void)k, (void)alpha, (void)a, (void)lda, (void)b, (void)ldb;
+    (void)beta, (void)c, (void)ldc;
+    fprintf(stderr, "lm_dense_b: not built for this machine\n");
     abort();
 #endif
 }

@@ -24,20 +24,25 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The rows of a batch-through-weights product (A B^T) that dense.c's
- * kernel takes, computed there; returns how many (0: none). The caller
- * computes the rest, from that row on. */
-static int dense_rows(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
-                      int lda, const float *b, int ldb, float beta, float *c, int ldc)
+/* The part of the product that dense.c's kernels take, computed there:
+ * with B transposed (a batch through a dense layer's weights, A B^T),
+ * whole blocks of 64 rows of C; with B as it is (op(A) B: a dense layer's
+ * gradients), whole blocks of 64 columns. m, n and the pointers are
+ * moved past it; the caller computes the rest. */
+static void dense_part(int trans_a, int trans_b, int *m, int *n, int k, float alpha, const float **a,
+                       int lda, const float **b, int ldb, float beta, float **c, int ldc)
 {
-    int rows;
+    int done;
 
-    if (trans_a || !trans_b || k == 0 || alpha == 0.0f)
-        return 0;
-    rows = lm_dense_nt_rows(m, n, k);
-    if (rows > 0)
-        lm_dense_nt(rows, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    return rows;
+    if (k == 0 || alpha == 0.0f)
+        return;
+    if (!trans_a && trans_b && (done = lm_dense_nt_rows(*m, *n, k)) > 0) {
+        lm_dense_nt(done, *n, k, alpha, *a, lda, *b, ldb, beta, *c, ldc);
+        *m -= done, *a += (size_t)done * lda, *c += (size_t)done * ldc;
+    } else if (!trans_b && (done = lm_dense_b_cols(*m, *n, k)) > 0) {
+        lm_dense_b(trans_a, *m, done, k, alpha, *a, lda, *b, ldb, beta, *c, ldc);
+        *n -= done, *b += done, *c += done;
+    }
 }
 
 #ifdef LM_BLAS_OPENBLAS
@@ -316,17 +321,13 @@ void lm_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
 {
     enum CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans;
     enum CBLAS_TRANSPOSE tb = trans_b ? CblasTrans : CblasNoTrans;
-    int rows;
 
     check_args(trans_a, trans_b, m, n, k, lda, ldb, ldc);
     if (m == 0 || n == 0)
         return;
-    rows = dense_rows(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    if (rows > 0) {
-        m -= rows, a += (size_t)rows * lda, c += (size_t)rows * ldc;
-        if (m == 0)
-            return;
-    }
+    dense_part(trans_a, trans_b, &m, &n, k, alpha, &a, lda, &b, ldb, beta, &c, ldc);
+    if (m == 0 || n == 0)
+        return;
     if (k == 0 || alpha == 0.0f) {
         scale_c(m, n, beta, c, ldc);
         return;
@@ -502,17 +503,14 @@ void lm_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
 {
     float ap[MC * KC];
     float bp[KC * NC];
-    int jc, pc, ic, jr, ir, done;
+    int jc, pc, ic, jr, ir;
 
     check_args(trans_a, trans_b, m, n, k, lda, ldb, ldc);
     if (m == 0 || n == 0)
         return;
-    done = dense_rows(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    if (done > 0) {
-        m -= done, a += (size_t)done * lda, c += (size_t)done * ldc;
-        if (m == 0)
-            return;
-    }
+    dense_part(trans_a, trans_b, &m, &n, k, alpha, &a, lda, &b, ldb, beta, &c, ldc);
+    if (m == 0 || n == 0)
+        return;
     if (alpha != 0.0f && few_rows(trans_a, trans_b, m, n, k)) {
         few_rows_bt(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;

@@ -36,4 +36,14 @@ int lm_dense_nt_rows(int m, int n, int k);
 void lm_dense_nt(int m, int n, int k, float alpha, const float *a, int lda, const float *b, int ldb,
                  float beta, float *c, int ldc);
 
+/*
+ * dense.c, the other orientation: C = alpha op(A) B + beta C with B [k,n]
+ * as it is (op(A): A, or A^T with trans_a), for the columns of C in whole
+ * blocks of 64. lm_dense_b_cols returns how many columns it takes (0: none);
+ * lm_dense_b computes them.
+ */
+int lm_dense_b_cols(int m, int n, int k);
+void lm_dense_b(int trans_a, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+                int ldb, float beta, float *c, int ldc);
+
 #endif

@@ -62,11 +62,13 @@ extern "C" {
  * With LM_BLAS_OPENBLAS the product is computed by cblas_sgemm (cblas_sgemv
  * when m == 1 or n == 1); otherwise by a portable blocked C routine that
  * uses no heap and about 160 KiB of stack.  The two differ in rounding only.
- * Either way, A B^T (trans_a == 0, trans_b != 0) with m >= 64, n >= 32
- * and k >= 64 on a processor with AVX-512, in a GCC build, has its rows in
- * whole blocks of 64 computed by the runtime's own kernel (dense.c: a
- * batch through a dense layer's weights, 8-20% faster than OpenBLAS
- * there), the rest as above; rounding differs again.
+ * Either way, on a processor with AVX-512 and in a GCC build, two forms
+ * have a part computed by the runtime's own kernels (dense.c: a dense
+ * layer's products, 3-20% faster than OpenBLAS there), the rest as above,
+ * and rounding differs again: A B^T (trans_a == 0, trans_b != 0) with
+ * m >= 64, n >= 32 and k >= 64, its rows in whole blocks of 64; and op(A) B
+ * (trans_b == 0) with m >= 32, k >= 16 and n a multiple of 64 or at least
+ * 256, its columns in whole blocks of 64.
  */
 void lm_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
               const float *a, int lda, const float *b, int ldb, float beta,

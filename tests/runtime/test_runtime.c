@@ -293,6 +293,27 @@ static void test_gemm(void)
     }
     CHECK(bad == 0, "sgemm, a batch through a dense layer (A B^T): %d of %d cases wrong", bad, total);
 
+    /* A dense layer's gradients, op(A) B with B as it is (dense.c's other
+     * kernel on an AVX-512 machine): A transposed or not, rows not a
+     * multiple of its tiles of 6, columns past whole blocks of 64 (to the
+     * BLAS), a short k, padding, alpha and beta, beta 0 over NaN. */
+    bad = total = 0;
+    {
+        static const int shapes[][3] = {{256, 784, 64}, {128, 256, 64}, {64, 256, 128}, {37, 64, 16},
+                                        {100, 300, 33}, {33, 128, 200}, {35, 257, 17}};
+        static const float ab[][2] = {{1.0f, 1.0f}, {0.5f, 0.0f}, {-2.0f, 0.25f}};
+        size_t v;
+        for (v = 0; v < 2 * (sizeof shapes / sizeof shapes[0]); v++, total++) {
+            const int *sh = shapes[v / 2];
+            if (!gemm_case((int)v % 2, 0, sh[0], sh[1], sh[2], ab[v % 3][0], ab[v % 3][1], (int)(v / 2) % 2 * 3,
+                           v % 3 == 1, &seed)) {
+                bad++;
+                fprintf(stderr, "  gemm %s %d x %d x %d wrong\n", v % 2 ? "A^T B" : "A B", sh[0], sh[1], sh[2]);
+            }
+        }
+    }
+    CHECK(bad == 0, "sgemm, a dense layer's gradients (op(A) B): %d of %d cases wrong", bad, total);
+
     /* alpha, beta, padded leading dimensions, sizes past the blocking. */
     for (ta = 0; ta < 2; ta++) {
         for (tb = 0; tb < 2; tb++) {
