@@ -309,8 +309,13 @@ int lm_dense_b_cols(int m, int n, int k)
      * and 110-112 against 99 and 98; AlexNet's conv1 forward, 96 x 3025 x
      * 363, 83-87 against 70-78. With the last columns to the BLAS where n
      * is not a multiple of 64, a narrow product is no faster (the CNN's
-     * conv2, 32 x 100 x 144: 107 against 108), hence n >= 256 there. */
-    if (m >= 32 && n >= 64 && (n % 64 == 0 || n >= 256) && k >= 16 && __builtin_cpu_supports("avx512f"))
+     * conv2, 32 x 100 x 144: 107 against 108), hence n >= 256 there. k
+     * at most 1024: a tile's 64 columns of B, k x 256 bytes, are read
+     * again for each 6 rows of C and must stay in the second-level cache
+     * (k = 1024: 256 x 512 x 1024, 106 against 91; AlexNet's conv2, k =
+     * 2400: even). */
+    if (m >= 32 && n >= 64 && (n % 64 == 0 || n >= 256) && k >= 16 && k <= 1024 &&
+        __builtin_cpu_supports("avx512f"))
         return n / 64 * 64;
 #else
     (void)m, (void)n, (void)k;

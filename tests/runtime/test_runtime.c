@@ -227,12 +227,54 @@ static int gemm_case(int ta, int tb, int m, int n, int k, float alpha,
     return ok;
 }
 
+/* The shapes of a dense layer's products, through dense.c's kernels on
+ * an AVX-512 machine with the BLAS on one thread, the BLAS otherwise. */
+static void test_gemm_dense(int threads, uint32_t *seed)
+{
+    static const float ab[][2] = {{1.0f, 1.0f}, {0.5f, 0.0f}, {-2.0f, 0.25f}};
+    /* A batch through the weights, A B^T: whole blocks of 64 rows and rows
+     * left over, outputs past a 256-output chunk and not a multiple of the
+     * tiles of 6 or of the 16 x 16 transpositions, inputs not a multiple
+     * of the blocks of 64 or of 16, padded leading dimensions, alpha and
+     * beta, and beta 0 over a C of NaN (not read). */
+    static const int nt[][3] = {{64, 256, 784}, {128, 96, 128}, {70, 101, 130}, {192, 263, 200},
+                                {64, 300, 65},  {127, 97, 129}, {64, 120, 400}, {64, 33, 85},
+                                {64, 47, 64},   {65, 32, 100}};
+    /* The gradients, op(A) B with B as it is: A transposed or not, rows not
+     * a multiple of the tiles of 6, columns past whole blocks of 64 (to the
+     * BLAS), a short k, padding, alpha and beta, beta 0 over NaN. */
+    static const int b[][3] = {{256, 784, 64}, {128, 256, 64}, {64, 256, 128}, {37, 64, 16},
+                               {100, 300, 33}, {33, 128, 200}, {35, 257, 17}};
+    int bad = 0, total = 0;
+    size_t v;
+
+    for (v = 0; v < sizeof nt / sizeof nt[0]; v++, total++)
+        if (!gemm_case(0, 1, nt[v][0], nt[v][1], nt[v][2], ab[v % 3][0], ab[v % 3][1], (int)v % 2 * 3,
+                       v % 3 == 1, seed)) {
+            bad++;
+            fprintf(stderr, "  gemm A B^T %d x %d x %d wrong\n", nt[v][0], nt[v][1], nt[v][2]);
+        }
+    CHECK(bad == 0, "sgemm, a batch through a dense layer (A B^T), BLAS on %d thread(s): %d of %d cases wrong",
+          threads, bad, total);
+    bad = total = 0;
+    for (v = 0; v < 2 * (sizeof b / sizeof b[0]); v++, total++) {
+        const int *sh = b[v / 2];
+        if (!gemm_case((int)v % 2, 0, sh[0], sh[1], sh[2], ab[v % 3][0], ab[v % 3][1], (int)(v / 2) % 2 * 3,
+                       v % 3 == 1, seed)) {
+            bad++;
+            fprintf(stderr, "  gemm %s %d x %d x %d wrong\n", v % 2 ? "A^T B" : "A B", sh[0], sh[1], sh[2]);
+        }
+    }
+    CHECK(bad == 0, "sgemm, a dense layer's gradients (op(A) B), BLAS on %d thread(s): %d of %d cases wrong",
+          threads, bad, total);
+}
+
 static void test_gemm(void)
 {
     static const int sizes[] = {1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 31, 33, 64, 67};
     const int ns = (int)(sizeof sizes / sizeof sizes[0]);
     uint32_t seed = 12345;
-    int ta, tb, im, in, ik, bad = 0, total = 0;
+    int ta, tb, im, in, ik, threads, bad = 0, total = 0;
     char name[128];
 
     lm_blas_describe(name, sizeof name);
@@ -270,49 +312,13 @@ static void test_gemm(void)
     }
     CHECK(bad == 0, "sgemm, a few rows times a large B^T: %d of %d cases wrong", bad, total);
 
-    /* A batch through a dense layer's weights (dense.c's kernel on an
-     * AVX-512 machine, the BLAS elsewhere): whole blocks of 64 rows and
-     * rows left over, outputs past a 256-output chunk and not a multiple
-     * of its tiles of 6 or its 16 x 16 transpositions, inputs not a
-     * multiple of its blocks of 64 or of 16,
-     * padded leading dimensions, alpha and beta, and beta 0 over a C of
-     * NaN (not read). */
-    bad = total = 0;
-    {
-        static const int shapes[][3] = {{64, 256, 784}, {128, 96, 128}, {70, 101, 130}, {192, 263, 200},
-                                        {64, 300, 65}, {127, 97, 129}, {64, 120, 400}, {64, 33, 85},
-                                        {64, 47, 64}, {65, 32, 100}};
-        static const float ab[][2] = {{1.0f, 1.0f}, {0.5f, 0.0f}, {-2.0f, 0.25f}};
-        size_t v;
-        for (v = 0; v < sizeof shapes / sizeof shapes[0]; v++, total++)
-            if (!gemm_case(0, 1, shapes[v][0], shapes[v][1], shapes[v][2], ab[v % 3][0], ab[v % 3][1],
-                           (int)v % 2 * 3, v % 3 == 1, &seed)) {
-                bad++;
-                fprintf(stderr, "  gemm %d x %d x %d wrong\n", shapes[v][0], shapes[v][1], shapes[v][2]);
-            }
+    /* dense.c's kernels run where the BLAS is on one thread (with more,
+     * the BLAS takes all): their cases on one, then on two. */
+    for (threads = 1; threads <= 2; threads++) {
+        lm_set_threads(threads);
+        test_gemm_dense(threads, &seed);
     }
-    CHECK(bad == 0, "sgemm, a batch through a dense layer (A B^T): %d of %d cases wrong", bad, total);
-
-    /* A dense layer's gradients, op(A) B with B as it is (dense.c's other
-     * kernel on an AVX-512 machine): A transposed or not, rows not a
-     * multiple of its tiles of 6, columns past whole blocks of 64 (to the
-     * BLAS), a short k, padding, alpha and beta, beta 0 over NaN. */
-    bad = total = 0;
-    {
-        static const int shapes[][3] = {{256, 784, 64}, {128, 256, 64}, {64, 256, 128}, {37, 64, 16},
-                                        {100, 300, 33}, {33, 128, 200}, {35, 257, 17}};
-        static const float ab[][2] = {{1.0f, 1.0f}, {0.5f, 0.0f}, {-2.0f, 0.25f}};
-        size_t v;
-        for (v = 0; v < 2 * (sizeof shapes / sizeof shapes[0]); v++, total++) {
-            const int *sh = shapes[v / 2];
-            if (!gemm_case((int)v % 2, 0, sh[0], sh[1], sh[2], ab[v % 3][0], ab[v % 3][1], (int)(v / 2) % 2 * 3,
-                           v % 3 == 1, &seed)) {
-                bad++;
-                fprintf(stderr, "  gemm %s %d x %d x %d wrong\n", v % 2 ? "A^T B" : "A B", sh[0], sh[1], sh[2]);
-            }
-        }
-    }
-    CHECK(bad == 0, "sgemm, a dense layer's gradients (op(A) B): %d of %d cases wrong", bad, total);
+    lm_set_threads(1);
 
     /* alpha, beta, padded leading dimensions, sizes past the blocking. */
     for (ta = 0; ta < 2; ta++) {
