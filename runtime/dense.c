@@ -94,19 +94,23 @@ static LM_AVX512 LM_INLINE void tile(int R, int first, int kb, const float *at, 
  * row of a pair (GCC's __builtin_shufflevector). */
 typedef float lm_v16u __attribute__((vector_size(64), aligned(4))); /* at any float */
 
-#define LM_ROUND(d, ...)                                                                   \
+/* Round d: row j with j & d clear takes the first d of each 2d floats of
+ * rows j and j + d (LM_LO_d), row j + d the second d of each (LM_HI_d);
+ * indices 16 and up are the second vector's. */
+#define LM_LO_8 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23
+#define LM_HI_8 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31
+#define LM_LO_4 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27
+#define LM_HI_4 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31
+#define LM_LO_2 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29
+#define LM_HI_2 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31
+#define LM_LO_1 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30
+#define LM_HI_1 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31
+#define LM_ROUND(d)                                                                        \
     _Pragma("GCC unroll 16") for (j = 0; j < 16; j++)                                      \
-        if (!(j & (d)))                                                                    \
-            t[j] = __builtin_shufflevector(r[j], r[j + (d)], __VA_ARGS__);                  \
-    _Pragma("GCC unroll 16") for (j = 0; j < 16; j++)                                      \
-        if (j & (d))                                                                       \
-            t[j] = __builtin_shufflevector(r[j - (d)], r[j], LM_HI_##d);                    \
+        t[j] = j & (d) ? __builtin_shufflevector(r[j - (d)], r[j], LM_HI_##d)              \
+                       : __builtin_shufflevector(r[j], r[j + (d)], LM_LO_##d);             \
     _Pragma("GCC unroll 16") for (j = 0; j < 16; j++)                                      \
         r[j] = t[j]
-#define LM_HI_8 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31
-#define LM_HI_4 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31
-#define LM_HI_2 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31
-#define LM_HI_1 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31
 
 static LM_AVX512 LM_INLINE void transpose16(const float *src, size_t lds, float *dst, size_t ldd)
 {
@@ -116,10 +120,10 @@ static LM_AVX512 LM_INLINE void transpose16(const float *src, size_t lds, float 
 #pragma GCC unroll 16
     for (j = 0; j < 16; j++)
         r[j] = *(const lm_v16u *)(src + j * lds);
-    LM_ROUND(8, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
-    LM_ROUND(4, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
-    LM_ROUND(2, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
-    LM_ROUND(1, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30);
+    LM_ROUND(8);
+    LM_ROUND(4);
+    LM_ROUND(2);
+    LM_ROUND(1);
 #pragma GCC unroll 16
     for (j = 0; j < 16; j++)
         *(lm_v16u *)(dst + j * ldd) = r[j];
