@@ -53,6 +53,17 @@ enum {
 
 typedef float lm_v16 __attribute__((vector_size(64)));
 
+/* One step of a tile's row: its four vectors of sums += e x[0..3]. */
+static LM_AVX512 LM_INLINE void madd_row(lm_v16 *acc, float e, const lm_v16 *x)
+{
+    const lm_v16 w = {e, e, e, e, e, e, e, e, e, e, e, e, e, e, e, e};
+
+    acc[0] += w * x[0];
+    acc[1] += w * x[1];
+    acc[2] += w * x[2];
+    acc[3] += w * x[3];
+}
+
 /* R outputs (R <= LM_DENSE_TILE, a constant where inlined) of B, from row
  * b, against the kb inputs of at (a row of 64 samples an input): their
  * sums for the 64 samples, rows of ct, started from 0 (first) or from ct. */
@@ -68,18 +79,11 @@ static LM_AVX512 LM_INLINE void tile(int R, int first, int kb, const float *at, 
         for (v = 0; v < 4; v++)
             acc[r][v] = first ? (lm_v16){0} : *(const lm_v16 *)(ct + r * LM_DENSE_ROWS + 16 * v);
     for (i = 0; i < kb; i++) {
-        const float *x = at + i * LM_DENSE_ROWS;
-        const lm_v16 x0 = *(const lm_v16 *)x, x1 = *(const lm_v16 *)(x + 16);
-        const lm_v16 x2 = *(const lm_v16 *)(x + 32), x3 = *(const lm_v16 *)(x + 48);
+        const lm_v16 *row = (const lm_v16 *)(at + i * LM_DENSE_ROWS);
+        const lm_v16 x[4] = {row[0], row[1], row[2], row[3]};
 #pragma GCC unroll 6
-        for (r = 0; r < R; r++) {
-            const float e = b[(size_t)r * ldb + i];
-            const lm_v16 w = {e, e, e, e, e, e, e, e, e, e, e, e, e, e, e, e};
-            acc[r][0] += w * x0;
-            acc[r][1] += w * x1;
-            acc[r][2] += w * x2;
-            acc[r][3] += w * x3;
-        }
+        for (r = 0; r < R; r++)
+            madd_row(acc[r], b[(size_t)r * ldb + i], x);
     }
 #pragma GCC unroll 6
     for (r = 0; r < R; r++)
@@ -222,17 +226,11 @@ static LM_AVX512 LM_INLINE void tile_b(int R, int trans_a, int k, float alpha, c
             acc[r][v] = (lm_v16){0};
     for (p = 0; p < k; p++) {
         const float *bp = b + (size_t)p * ldb;
-        const lm_v16 x0 = *(const lm_v16u *)bp, x1 = *(const lm_v16u *)(bp + 16);
-        const lm_v16 x2 = *(const lm_v16u *)(bp + 32), x3 = *(const lm_v16u *)(bp + 48);
+        const lm_v16 x[4] = {*(const lm_v16u *)bp, *(const lm_v16u *)(bp + 16), *(const lm_v16u *)(bp + 32),
+                             *(const lm_v16u *)(bp + 48)};
 #pragma GCC unroll 6
-        for (r = 0; r < R; r++) {
-            const float e = trans_a ? a[(size_t)p * lda + r] : a[(size_t)r * lda + p];
-            const lm_v16 w = {e, e, e, e, e, e, e, e, e, e, e, e, e, e, e, e};
-            acc[r][0] += w * x0;
-            acc[r][1] += w * x1;
-            acc[r][2] += w * x2;
-            acc[r][3] += w * x3;
-        }
+        for (r = 0; r < R; r++)
+            madd_row(acc[r], trans_a ? a[(size_t)p * lda + r] : a[(size_t)r * lda + p], x);
     }
 #pragma GCC unroll 6
     for (r = 0; r < R; r++)
