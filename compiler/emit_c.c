@@ -1935,19 +1935,19 @@ static void emit_optimizer(Emitter *e, Buf *c)
                           : "";
     const char *sig = arena_printf(e->g->arena, "static void optimizer_step(struct %s *m%s)\n{\n    float *mem = m->mem;\n",
                                    e->prefix, threads ? ", int parts" : "");
-    /* d = g (+ weight_decay p), g summed over the parts first if need be */
-    const char *wd = t->weight_decay > 0 ? arena_printf(e->g->arena, " + %s * p[i]", flit(e, t->weight_decay)) : "";
-    const char *load =
-        !threads ? arena_printf(e->g->arena, "        float d = g[i]%s;\n", wd)
-                 : arena_printf(e->g->arena,
-                                "        float d = g[i];\n"
-                                "%s"
-                                "        g[i] = d; /* the model's gradient, as %s_grads shows it */\n%s",
-                                parts_sum(e, "d", 8), e->prefix,
-                                *wd ? arena_printf(e->g->arena, "        d = d%s;\n", wd) : "");
     const char *parts_note = "\n * With parts > 1 (train_step), g is first the sum of the parts' gradients,\n"
                              " * part 0 + part 1 + ..., stored as the model's.";
     if (t->opt == OPT_SGD) {
+        /* d = g (+ weight_decay p), g summed over the parts first if need be */
+        const char *wd = t->weight_decay > 0 ? arena_printf(e->g->arena, " + %s * p[i]", flit(e, t->weight_decay)) : "";
+        const char *load =
+            !threads ? arena_printf(e->g->arena, "        float d = g[i]%s;\n", wd)
+                     : arena_printf(e->g->arena,
+                                    "        float d = g[i];\n"
+                                    "%s"
+                                    "        g[i] = d; /* the model's gradient, as %s_grads shows it */\n%s",
+                                    parts_sum(e, "d", 8), e->prefix,
+                                    *wd ? arena_printf(e->g->arena, "        d = d%s;\n", wd) : "");
         buf_printf(c, "/*\n * SGD as torch.optim.SGD: for every parameter p with gradient g,\n"
                       " *   d = g + weight_decay p\n");
         if (t->momentum > 0)
@@ -1984,9 +1984,7 @@ static void emit_optimizer(Emitter *e, Buf *c)
                       " * with beta1 %g, beta2 %g, eps %g, weight_decay %g: the runtime's\n"
                       " * lm_adam_update, whose loop is vectorised (sqrtf, here, would not be).%s\n */\n",
                    t->beta1, t->beta2, t->eps, t->weight_decay,
-                   threads ? "\n * With parts > 1 (train_step), g is first the sum of the parts' gradients,\n"
-                             " * part 0 + part 1 + ..., stored as the model's, a chunk at a time."
-                           : "");
+                   threads ? arena_printf(e->g->arena, "%s A chunk at a time.", parts_note) : "");
         buf_puts(c, sig);
         buf_printf(c, "    const double t = (double)(m->step + 1);\n"
                       "    const lm_adam c = {.beta1 = %s, .one_minus_beta1 = %s, .beta2 = %s, .one_minus_beta2 = %s,\n"

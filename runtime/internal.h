@@ -3,7 +3,7 @@
  * see: how a function is built for several instruction sets, the best
  * picked when the program loads (GCC's and clang's function
  * multiversioning), so that the library itself is built for any x86-64;
- * and gemm.c's path to dense.c's kernel.
+ * and gemm.c's path to dense.c's kernels.
  *
  * LM_MULTIVERSION: the function is built for AVX-512, for AVX2 with FMA
  * (Haswell) and for plain x86-64.
